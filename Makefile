@@ -1,0 +1,37 @@
+# `make run`: set up, then run every notebook on the embedded smoke data.
+# `make test`: set up, then run the whole test suite.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+KERNEL := caption-workbench
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (caption-workbench)"
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m helpers run --preset smoke
+
+test: setup
+	$(PY) -m helpers doctor
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check helpers tests notebooks
+	$(VENV)/bin/ruff format --check helpers tests notebooks
+
+format: setup
+	$(VENV)/bin/ruff format helpers tests notebooks
+	$(VENV)/bin/ruff check --fix helpers tests notebooks
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""The three Keras-applications backbones: constructor, their own preprocessing, sizes and notes.
+
+A classifier is ``build_features`` (backbone without its ImageNet top + GlobalAveragePooling2D named
+"features") followed by Dropout and a float32 softmax Dense. The captioner reuses the "features" layer
+of a trained classifier as its image encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+#: Keras applications refuse inputs smaller than this (pixels per side) without their top.
+MIN_INPUT_SIZE = 32
+
+#: BatchNorm moving-average momentum used when a backbone starts from random weights. Keras' presets
+#: (0.99 for ResNet50, 0.999 for MobileNetV2) assume hundreds of thousands of steps; after the few
+#: hundred steps of a from-scratch run their moving statistics are still mostly the initial 0/1, and
+#: evaluation (which uses them) would be near chance even when training accuracy is high.
+SCRATCH_BN_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the pipeline and the model builder need to know about one backbone."""
+
+    name: str
+    constructor: Callable[..., keras.Model]  # keras.applications function
+    preprocess: Callable[[Any], Any]  # its own preprocess_input, on float32 RGB pixels in 0..255
+    default_input_size: int  # pixels per side for the `full` preset (ImageNet weights)
+    notes: str
+    min_input_size: int = MIN_INPUT_SIZE
+
+    def check_input_size(self, input_size: int) -> int:
+        """Return `input_size` or raise a clear error when the backbone cannot take it."""
+        if int(input_size) < self.min_input_size:
+            raise ValueError(f"{self.name} needs input_size >= {self.min_input_size}, got {input_size}")
+        return int(input_size)
+
+    def build_features(self, input_size: int, weights: str | None) -> keras.Model:
+        """Backbone (no top) + GlobalAveragePooling2D named "features": (N, S, S, 3) -> (N, C)."""
+        size = self.check_input_size(input_size)
+        if weights not in (None, "imagenet"):
+            raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+        backbone = self.constructor(include_top=False, weights=weights, input_shape=(size, size, 3))
+        inputs = keras.Input((size, size, 3), name="image")
+        if weights is None:
+            # Random init: BatchNorm must learn its statistics, and quickly enough for a short run.
+            for layer in backbone.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = SCRATCH_BN_MOMENTUM
+            x = backbone(inputs)
+        else:
+            # Pretrained: keep BatchNorm in inference mode for good, also after unfreezing (the Keras
+            # transfer-learning guide): its ImageNet statistics stay, small CIFAR batches don't wreck them.
+            x = backbone(inputs, training=False)
+        x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+        return keras.Model(inputs, x, name=f"{self.name}_features")
+
+
+def build_classifier(
+    spec: BackboneSpec, input_size: int, num_classes: int, weights: str | None, dropout: float
+) -> keras.Model:
+    """Features + Dropout + Dense softmax; the output stays float32 under a mixed-precision policy."""
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    features = spec.build_features(input_size, weights)
+    x = keras.layers.Dropout(dropout, name="dropout")(features.output)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(features.input, outputs, name=f"{spec.name}_cifar")
+
+
+def backbone_layer(model: keras.Model) -> keras.Model:
+    """The nested keras.applications model inside a classifier built here."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(f"expected one nested backbone in {model.name}, found {len(nested)}")
+    return nested[0]
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16": BackboneSpec(
+        name="vgg16",
+        constructor=keras.applications.VGG16,
+        preprocess=keras.applications.vgg16.preprocess_input,
+        default_input_size=224,
+        notes=(
+            "Caffe-style preprocessing: RGB is flipped to BGR and the ImageNet channel means "
+            "(103.939, 116.779, 123.68) are subtracted, no scaling, so inputs span about -124..152. "
+            "No BatchNorm: 13 plain conv layers, the slowest of the three and hard to train from "
+            "random weights. 14.7 M parameters without the top."
+        ),
+    ),
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        constructor=keras.applications.ResNet50,
+        preprocess=keras.applications.resnet50.preprocess_input,
+        default_input_size=224,
+        notes=(
+            "Caffe-style preprocessing like VGG16 (BGR, ImageNet means subtracted, no scaling). "
+            "53 BatchNorm layers: kept in inference mode when fine-tuning pretrained weights. "
+            "23.6 M parameters without the top."
+        ),
+    ),
+    "mobilenet_v2": BackboneSpec(
+        name="mobilenet_v2",
+        constructor=keras.applications.MobileNetV2,
+        preprocess=keras.applications.mobilenet_v2.preprocess_input,
+        default_input_size=224,
+        notes=(
+            "TF-style preprocessing: pixels scaled to [-1, 1] (x / 127.5 - 1), RGB order. Its "
+            "ImageNet weights were trained on that range; feeding 0..1 or 0..255 instead silently "
+            "ruins transfer. Depthwise-separable convolutions: 2.3 M parameters without the top."
+        ),
+    ),
+}
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The registry entry for `name`, or a clear error naming the known backbones."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]

@@ -1,0 +1,103 @@
+"""Presets and the run-folder layout shared by every notebook.
+
+A preset only chooses data sources and sizes; the code path is the same for all three:
+- ``smoke``: learnable synthetic data written in the canonical formats, random-init models, tiny sizes.
+- ``sample``: the canonical loaders pointed at a folder of small real samples (``data_dir``).
+- ``full``: the real datasets and pretrained weights, sized for an ml.g4dn.xlarge.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRESETS = ("smoke", "sample", "full")
+
+
+def check_preset(preset: str) -> str:
+    """Return `preset` or raise a clear error naming the valid ones."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return preset
+
+
+def pick(preset: str, value: Any, defaults: dict[str, Any]) -> Any:
+    """A notebook knob left as None takes the preset's default."""
+    check_preset(preset)
+    return defaults[preset] if value is None else value
+
+
+def project_root() -> Path | None:
+    """The checkout `helpers` was installed from (editable install), or None for a plain install."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "notebooks").is_dir() else None
+
+
+def runs_root() -> Path:
+    """Parent of the default run folders: $CAPTION_RUNS_DIR, else <checkout>/runs, else ./runs.
+
+    Anchoring on the checkout means a notebook opened from notebooks/ in Jupyter and the same notebook
+    run by the pipeline from the repository root write to the same place.
+    """
+    if env := os.environ.get("CAPTION_RUNS_DIR"):
+        return Path(env)
+    root = project_root()
+    return root / "runs" if root else Path.cwd() / "runs"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run's artifacts live: everything under one folder, notebooks talk through these files."""
+
+    root: Path
+
+    @classmethod
+    def for_run(cls, preset: str, run_dir: str | os.PathLike | None = None) -> RunPaths:
+        """`run_dir` or the default ``<runs_root()>/<preset>``."""
+        check_preset(preset)
+        root = Path(run_dir) if run_dir else runs_root() / preset
+        return cls(root.expanduser().resolve())
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sources(self) -> Path:
+        """Synthetic or downloaded raw datasets (canonical formats) live here."""
+        return self.root / "sources"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        return self.models / name
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def captions(self) -> Path:
+        return self.root / "captions"
+
+    @property
+    def compare(self) -> Path:
+        return self.root / "compare"
+
+    @property
+    def demo(self) -> Path:
+        return self.root / "demo"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    def ensure(self) -> RunPaths:
+        """Create the standard sub-folders."""
+        for p in (self.data, self.models, self.figures, self.captions, self.notebooks):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
