@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (caption-workbench)"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (caption-workbench)" --env TF_ENABLE_ONEDNN_OPTS 1
 	touch $(STAMP)
 
 run: setup
