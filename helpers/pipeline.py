@@ -123,6 +123,8 @@ def run_series(
         raise FileNotFoundError(f"--data-dir {data} does not exist")
     notebooks = select(sorted(notebooks_dir().glob("[0-9][0-9]-*.ipynb")), only)
     timings: dict[str, float] = {}
+    timings_file = paths.notebooks / "timings.json"
+    earlier = io.read_json(timings_file)["seconds"] if timings_file.is_file() else {}
     print(f"run folder: {paths.root}", flush=True)
     for i, nb in enumerate(notebooks, 1):
         params = parameters_for(nb, preset, paths, data, extra or {})
@@ -130,7 +132,7 @@ def run_series(
         seconds = run_one(nb, paths.notebooks / nb.name, params, timeout)
         timings[nb.stem] = round(seconds, 1)
         print(f"    done in {seconds:.1f} s", flush=True)
-        io.write_json(paths.notebooks / "timings.json", {"preset": preset, "seconds": timings})
+        io.write_json(timings_file, {"preset": preset, "seconds": {**earlier, **timings}})
     print(f"all {len(notebooks)} notebooks done in {sum(timings.values()):.1f} s", flush=True)
     return timings
 

@@ -12,7 +12,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = Path(os.environ.get("CAPTION_REAL_SAMPLES", ROOT.parent / "shared" / "real-samples"))

@@ -46,19 +46,33 @@ class BackboneSpec:
         if weights not in (None, "imagenet"):
             raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
         backbone = self.constructor(include_top=False, weights=weights, input_shape=(size, size, 3))
-        inputs = keras.Input((size, size, 3), name="image")
         if weights is None:
             # Random init: BatchNorm must learn its statistics, and quickly enough for a short run.
-            for layer in backbone.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = SCRATCH_BN_MOMENTUM
-            x = backbone(inputs)
+            for layer in batchnorm_layers(backbone):
+                layer.momentum = SCRATCH_BN_MOMENTUM
         else:
-            # Pretrained: keep BatchNorm in inference mode for good, also after unfreezing (the Keras
-            # transfer-learning guide): its ImageNet statistics stay, small CIFAR batches don't wreck them.
-            x = backbone(inputs, training=False)
-        x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+            freeze_batchnorm(backbone)
+        inputs = keras.Input((size, size, 3), name="image")
+        x = keras.layers.GlobalAveragePooling2D(name="features")(backbone(inputs))
         return keras.Model(inputs, x, name=f"{self.name}_features")
+
+
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of a (flat) keras.applications model."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def freeze_batchnorm(backbone: keras.Model) -> None:
+    """Keep a pretrained backbone's BatchNorm in inference mode, also while the rest of it trains.
+
+    The Keras transfer-learning advice: ImageNet statistics stay; small batches of upsampled CIFAR images
+    would otherwise replace them the moment the backbone is unfrozen and wreck the pretrained features.
+    A Keras 3 BatchNormalization with trainable=False normalises with its moving statistics even when
+    called with training=True; calling the backbone with training=False inside a functional model is
+    not enough, because fit()'s training=True overrides it. Call again after any `trainable = True`.
+    """
+    for layer in batchnorm_layers(backbone):
+        layer.trainable = False
 
 
 def build_classifier(

@@ -1,0 +1,69 @@
+"""Training callbacks that survive a killed run: the epoch log and the per-phase learning-rate schedule."""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from helpers import io
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """history.csv as a DataFrame (empty when the file does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=["epoch", "phase"])
+    return pd.read_csv(path)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """One CSV row per finished epoch: metrics, phase, learning rate and seconds.
+
+    Rows are keyed by the absolute epoch and the file is rewritten atomically, so an epoch that is
+    re-run after a kill replaces its row: every epoch appears exactly once. Placed before
+    BackupAndRestore in the callback list, the row is on disk before the backup says the epoch is done.
+    """
+
+    def __init__(self, path: str | Path, phase: str, first_epoch_builds: bool = True):
+        super().__init__()
+        self.path, self.phase = Path(path), phase
+        self._start, self._first = 0.0, first_epoch_builds
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {"epoch": epoch, "phase": self.phase, "lr": current_lr(self.model)}
+        row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
+        row["seconds"] = time.perf_counter() - self._start
+        # The first epoch after a compile also traces the train graph (13-40 s on CPU): not a steady epoch.
+        row["includes_graph_build"], self._first = self._first, False
+        old = read_history(self.path)
+        new = pd.concat([old[old["epoch"] != epoch], pd.DataFrame([row])], ignore_index=True)
+        buf = _io.StringIO()
+        new.sort_values("epoch").to_csv(buf, index=False)
+        io.write_text(self.path, buf.getvalue())
+
+
+def current_lr(model: keras.Model) -> float:
+    """The optimizer's learning rate now (a plain float)."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def cosine_schedule(lr: float, start: int, epochs: int) -> Callable[[int, float], float]:
+    """Per-epoch cosine decay from `lr` over a phase's `epochs` epochs that begins at absolute epoch `start`.
+
+    A pure function of the epoch number, so a resumed run picks up exactly where it left off.
+    """
+
+    def schedule(epoch: int, _current: float) -> float:
+        k = min(max(epoch - start, 0), max(epochs, 1))
+        return lr * 0.5 * (1.0 + math.cos(math.pi * k / max(epochs, 1)))
+
+    return schedule

@@ -1,0 +1,91 @@
+"""The GPU-only paths, run on CPU so they are not dead code: mixed precision and MirroredStrategy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from classify_support import TINY, make_prepared, tiny_config
+
+from helpers.classify import BACKBONES, predict_probs
+from helpers.classify.backbones import backbone_layer
+from helpers.classify.train import train_classifier
+from helpers.data import load_prepared
+
+# Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
+MIRRORED = r"""
+import json, sys
+import helpers
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from classify_support import TINY, tiny_config
+from helpers.classify import BACKBONES
+from helpers.classify.train import choose_strategy, train_classifier
+from helpers.data import load_prepared
+
+BACKBONES["tiny"] = TINY
+strategy = choose_strategy(["/cpu:0", "/cpu:1"])
+cfg = tiny_config(sys.argv[3], head_epochs=1, finetune_epochs=1)
+result = train_classifier(cfg, load_prepared(sys.argv[2]), strategy=strategy)
+print("RESULT", json.dumps({
+    "replicas": result.replicas,
+    "strategy": type(strategy).__name__,
+    "epochs": result.history["epoch"].tolist(),
+    "loss": result.history["loss"].tolist(),
+    "model_saved": (cfg.model_dir / "model.keras").is_file(),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("gpu-paths"))
+
+
+class Inspect(keras.callbacks.Callback):
+    """Notes the optimizer and the model's dtype policy while fit() runs."""
+
+    seen: dict = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.update(optimizer=type(self.model.optimizer).__name__, loss=float(logs["loss"]))
+
+
+def test_mixed_float16_fit_keeps_softmax_in_float32(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKBONES, "tiny", TINY)  # MobileNetV2 works too, but float16 on this CPU is slow
+    data = load_prepared(data_dir)
+    cfg = tiny_config(tmp_path, head_epochs=1, finetune_epochs=1, mixed_precision=True)
+    inspect = Inspect()
+    result = train_classifier(cfg, data, callbacks=[inspect])
+    assert result.policy == "mixed_float16"
+    assert inspect.seen["optimizer"] == "LossScaleOptimizer" and np.isfinite(inspect.seen["loss"])
+    conv = next(lay for lay in backbone_layer(result.model).layers if isinstance(lay, keras.layers.Conv2D))
+    assert (conv.dtype_policy.compute_dtype, conv.dtype_policy.variable_dtype) == ("float16", "float32")
+    assert result.model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
+    probs = predict_probs(result.model, data.test.images, "tiny", 32)
+    assert probs.dtype == np.float32 and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert keras.config.dtype_policy().name == "float32", "the global policy must be restored after training"
+
+
+def test_mirrored_strategy_over_two_cpu_devices(data_dir, tmp_path):
+    tests_dir = Path(__file__).resolve().parent
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tests_dir), str(data_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert result["strategy"] == "MirroredStrategy" and result["replicas"] == 2
+    assert result["epochs"] == [0, 1] and all(np.isfinite(result["loss"]))
+    assert result["model_saved"]
