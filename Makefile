@@ -22,6 +22,7 @@ run: setup
 	$(PY) -m helpers run --preset smoke
 
 test: setup
+	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2
 	$(PY) -m helpers doctor
 	$(PY) -m pytest
 
