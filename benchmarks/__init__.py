@@ -1,0 +1,1 @@
+"""Benchmarks of the workbench: preprocessing memory, caption generation speed, smoke pipeline time."""

@@ -1,0 +1,210 @@
+"""benchmarks/results.md from the results dict: ratios first, then every figure, machine and versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GB = 1e9  # memory figures are decimal gigabytes, as the 1.5 GB target is
+MODES = {"end_to_end": "end to end", "decoder_only": "decoder only"}
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:.2f} GB"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def caption_rows(cap: dict[str, Any]) -> list[list[str]]:
+    """Headline rows of the caption benchmark: ours / VisionEncoderDecoder, and the KV cache's gain."""
+    rows = []
+    for mode, label in MODES.items():
+        for dec, ratio in cap["ratios"][mode].items():
+            target = cap["targets"][f"{mode}/{dec}"]
+            what = f"captions/s, ours / VisionEncoderDecoder, {dec}, {label}"
+            rows.append([what, f"{ratio:.2f}x", f">= {target:g}x", _met(ratio >= target)])
+    what = "captions/s, our greedy with KV cache / plain loop without it, decoder only"
+    rows.append([what, f"{cap['kv_cache_speedup']:.2f}x", "", ""])
+    return rows
+
+
+def preprocess_rows(pre: dict[str, Any]) -> list[list[str]]:
+    """Headline rows of the preprocessing benchmark: memory ratio, then our peak against the target."""
+    ours, seed = pre["ours"]["peak_rss_bytes"], pre["seed_extrapolated"]["peak_rss_bytes"]
+    target = f"<= {_gb(pre['target_peak_rss_bytes'])}"
+    return [
+        ["peak RSS, seed's in-memory 224x224 array (extrapolated) / ours", f"{seed / ours:.1f}x", "", ""],
+        ["peak RSS, ours, one epoch at 224x224", _gb(ours), target, _met(pre["ours_meets_target"])],
+    ]
+
+
+def summary_rows(r: dict[str, Any]) -> list[list[str]]:
+    """One row per headline figure: what, value, target, verdict."""
+    rows = caption_rows(r["caption_speed"]) if "caption_speed" in r else []
+    rows += preprocess_rows(r["preprocess_memory"]) if "preprocess_memory" in r else []
+    if pipe := r.get("pipeline_time"):
+        numbers = ", ".join(name[:2] for name in pipe["notebooks"])
+        scope = "all seven notebooks" if pipe["complete_series"] else f"notebooks {numbers} of 7"
+        rows.append([f"smoke pipeline wall time, {scope}", f"{pipe['sum_s']:.0f} s", "", ""])
+    return rows
+
+
+def preprocess_section(pre: dict[str, Any], ram_gib: float) -> str:
+    """Both sides' memory and speed, the seed's measured fractions and its extrapolation apart."""
+    cfg, ours, ext = pre["config"], pre["ours"], pre["seed_extrapolated"]
+    epoch = "one whole epoch" if ours["full_epoch"] else f"capped at {ours['batches']} batches"
+    rows = [
+        [
+            "ours: streaming tf.data pipeline",
+            f"{ours['images']:,} ({epoch})",
+            _gb(ours["peak_rss_bytes"]),
+            f"{ours['total_s']:.1f}",
+            f"{ours['images_per_s']:.0f}",
+        ],
+    ]
+    for s in pre["seed_measured"]:
+        share = s["images"] / cfg["n_train"]
+        rows.append(
+            [
+                f"seed: in-memory array, measured on {share:.1%}",
+                f"{s['images']:,}",
+                _gb(s["peak_rss_bytes"]),
+                f"{s['total_s']:.1f}",
+                f"{s['images_per_s']:.0f}",
+            ]
+        )
+    rows.append(
+        [
+            "seed: in-memory array, **extrapolated** to all",
+            f"{ext['images']:,}",
+            _gb(ext["peak_rss_bytes"]),
+            f"{ext['total_s']:.0f}",
+            "",
+        ]
+    )
+    base = ours["rss_bytes"]
+    fits = "more" if ext["array_bytes"] > ram_gib * 1024**3 else "less"
+    intro = (
+        f"Synthetic CIFAR-100 at full size ({cfg['n_train']:,} train + {cfg['n_test']:,} test uint8 32x32 "
+        f"images, {cfg['pixels']}), each side in its own process; peak RSS is the process's VmHWM. Ours "
+        f"streams shuffled, augmented batches of {cfg['batch_size']} through "
+        "`helpers.classify.pipeline.make_dataset`; its images/s leaves out the first batch, which fills the "
+        f"shuffle buffer. The seed's side: {cfg['seed_resize']}, a lower bound for that approach. Its full "
+        f"array alone would be {_gb(ext['array_bytes'])}, {fits} than this machine's {ram_gib} GiB of "
+        f"RAM; it is measured on fractions and extrapolated ({ext['method']})."
+    )
+    stages = (
+        f"Where ours goes: {_gb(base['after_import'])} after importing TensorFlow and Keras, "
+        f"{_gb(base['after_arrays'])} with the uint8 arrays, {_gb(base['after_dataset'])} once the dataset "
+        f"object exists, {_gb(ours['peak_rss_bytes'])} at peak while streaming."
+    )
+    head = ["side", "images", "peak RSS", "time (s)", "images/s"]
+    return "\n\n".join(
+        [
+            "## 1. Preprocessing memory: CIFAR-100 to ResNet50 inputs at 224x224",
+            intro,
+            table(head, rows),
+            stages,
+        ]
+    )
+
+
+def caption_section(cap: dict[str, Any]) -> str:
+    """captions/s of every contender, end to end and decoder only, with the setup that produced them."""
+    cfg = cap["config"]
+    parts = ["## 2. Caption generation throughput (CPU)", cap["setup"]]
+    for mode, label in MODES.items():
+        rows = [
+            [name, f"{v['captions_per_s']:.2f}", f"{v['median_s']:.2f}", f"{v['min_s']:.2f}-{v['max_s']:.2f}"]
+            for name, v in cap[mode].items()
+        ]
+        parts += [
+            f"### {label.capitalize()}",
+            table(["contender", "captions/s", "median s/batch", "range s"], rows),
+        ]
+    same = "the same tokens as" if cap["nocache_matches_cached_greedy"] else "DIFFERENT tokens from"
+    parts.append(
+        f"Batch {cfg['batch_size']}, exactly {cfg['new_tokens']} new tokens per caption; "
+        f"{cfg['repeats']} timed rounds after {cfg['warmup']} warm-up round(s), contenders alternating "
+        "in one process (the order rotates each round); medians shown. End to end is uint8 images in, "
+        "caption text out, each model with its own encoder; decoder only starts from precomputed encoder "
+        "outputs (ours: pooled features, the mapper included; theirs: ViT hidden states). The plain loop "
+        f"without the cache made {same} the cached greedy decoder."
+    )
+    return "\n\n".join(parts)
+
+
+def pipeline_section(pipe: dict[str, Any]) -> str:
+    """Seconds per notebook and for the series; which notebooks were missing."""
+    rows = [[name, f"{s:.1f}"] for name, s in pipe["notebooks"].items()]
+    rows.append(["**sum of the notebooks**", f"{pipe['sum_s']:.1f}"])
+    if pipe.get("series_wall_s") is not None:
+        rows.append(
+            [
+                "**whole series, wall clock** (with Python and kernel start-ups)",
+                f"{pipe['series_wall_s']:.1f}",
+            ]
+        )
+    text = [f"## 3. Smoke pipeline wall time ({pipe['source']})", table(["notebook", "seconds"], rows)]
+    if borrowed := [n for n, src in pipe.get("seconds_from", {}).items() if src != "timings.json"]:
+        text.append(
+            f"Seconds for {', '.join(borrowed)} come from papermill's record in the executed copies (cells "
+            "only, without the kernel's start-up), because the run's timings.json did not list them."
+        )
+    if pipe["missing"]:
+        text.append(
+            f"Not the whole series: notebook(s) {', '.join(pipe['missing'])} missing from the checkout; "
+            "notebooks after the first missing one are not run, since they read what it writes."
+        )
+    return "\n\n".join(text)
+
+
+def contention_note(r: dict[str, Any]) -> str:
+    """How much CPU other processes took while each benchmark ran (average cores busy with other work)."""
+    cores = r["machine"]["cores"]
+    names = [n for n in ("preprocess_memory", "caption_speed", "pipeline_time") if n in r]
+    others = {n: r[n]["other_processes_cores"] for n in names if "other_processes_cores" in r[n]}
+    if not others:
+        return "CPU taken by other processes: not measurable on this OS (no /proc/stat)."
+    items = "; ".join(f"{n} {c:.2f}" for n, c in others.items())
+    head = f"CPU taken by other processes while each benchmark ran (average cores busy, of {cores}): {items}."
+    if max(others.values()) > 0.25:  # a quarter of a core
+        verdict = (
+            "Other work shared the CPU, so absolute times are inflated and noisier than on a quiet machine; "
+            "the caption ratios come from alternating runs in one process and are the more robust figures."
+        )
+    else:
+        verdict = "The machine was otherwise quiet."
+    return f"{head} {verdict}"
+
+
+def render(r: dict[str, Any]) -> str:
+    """The whole results.md."""
+    m = r["machine"]
+    quick = " **Quick mode: tiny sizes, the numbers mean nothing.**" if r["quick"] else ""
+    head = [
+        "# Benchmark results",
+        f"Generated by `{r['command']}` on {r['date_utc']} (UTC), {r['total_wall_s']:.0f} s in all.{quick}",
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}. "
+        + "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+        + ".",
+        contention_note(r),
+        "## Summary",
+        table(["measure", "value", "target", ""], summary_rows(r)),
+    ]
+    sections = {
+        "preprocess_memory": lambda pre: preprocess_section(pre, m["ram_gib"]),
+        "caption_speed": caption_section,
+        "pipeline_time": pipeline_section,
+    }
+    body = [render_one(r[name]) for name, render_one in sections.items() if name in r]
+    return "\n\n".join(head + body) + "\n"

@@ -1,0 +1,7 @@
+"""Image captioning: cached Keras image features, a ClipCap-style GPT-2 prefix captioner, decoding.
+
+Modules: `tokenizer` (GPT-2's, offline), `features` (encoder + cache), `model` (mapper + GPT-2),
+`train` (training loop, checkpoints), `decode` (greedy / beam / nucleus), `captioner` (pictures in,
+captions out), `config` (notebook 06's knobs), `evaluate` (its stages), `plots`.
+Import the submodules directly; this package import stays light (no TensorFlow, no PyTorch).
+"""

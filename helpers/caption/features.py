@@ -1,0 +1,234 @@
+"""Image features for the captioner: a Keras backbone's globally pooled "features" layer, cached on disk.
+
+The encoder is either a keras.applications backbone (`full`: ImageNet ResNet50 at 224; `smoke`/`sample`:
+random init at 32) or a CIFAR-100 classifier trained by notebooks 02-04. Pixels go through
+`helpers.classify.preprocess_batch`, the one place where pixels become model inputs.
+
+Why random-init ResNet50 at 32x32 is enough for the smoke preset: its pooled features were measured on
+the synthetic two-shape pictures with a linear probe (800 train / 200 test pictures): colour of the
+left/top object 0.97, its shape 0.91, horizontal vs vertical layout 1.00, colour of the other object 0.90
+(chance 0.25, 0.33, 0.50, 0.25). At 32x32 the last feature map is 1x1, so global pooling discards no
+position, and a random deep network still separates colours and layouts. MobileNetV2 from random init
+gave chance-level features (its pooled outputs are ~1e-12: the signal dies in the inverted residuals).
+
+Cache (``run_dir/captions/features/``): ``features.npy`` (N, D) float16, ``index.json`` (image names in
+row order), ``config.json`` (the encoder config and a fingerprint of the images) and the encoder itself
+(``encoder.keras`` + ``encoder.json``: a random-init encoder must be saved to be reproduced). It is
+reused when the config matches and rebuilt when it does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from helpers import io
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    backbone: str = "resnet50"  # keras.applications backbone (helpers.classify.BACKBONES)
+    weights: str | None = "imagenet"  # "imagenet" or None (random init, seeded)
+    input_size: int = 224  # pixels per side the images are resized to
+    classifier: str | None = None  # folder of a trained classifier (run_dir/models/<name>) to use instead
+    classifier_sha256: str | None = None  # its model.keras checksum: retraining it invalidates the cache
+    seed: int = 0  # random init only
+
+    @classmethod
+    def from_spec(cls, spec: str, models_dir: Path, weights: str | None, input_size: int, seed: int = 0):
+        """ "resnet50" (a keras.applications backbone) or "classifier:<name>" (run_dir/models/<name>)."""
+        if spec.startswith("classifier:"):
+            folder = Path(models_dir) / spec.split(":", 1)[1]
+            if not (folder / "model.keras").is_file():
+                raise FileNotFoundError(
+                    f"{folder / 'model.keras'} not found: train it with notebooks 02-04 first"
+                )
+            config = io.read_json(folder / "config.json")
+            return cls(
+                config["backbone"],
+                None,
+                int(config["input_size"]),
+                str(folder),
+                io.sha256_file(folder / "model.keras"),
+                seed,
+            )
+        from helpers.classify import BACKBONES
+
+        if spec not in BACKBONES:
+            raise ValueError(
+                f"unknown encoder {spec!r}: use one of {', '.join(BACKBONES)} or 'classifier:<name>'"
+            )
+        return cls(spec, weights, int(input_size), None, None, seed)
+
+    @property
+    def label(self) -> str:
+        """Short description for tables and figure titles."""
+        if self.classifier:
+            return f"{Path(self.classifier).name} classifier @{self.input_size}"
+        return f"{self.backbone} ({self.weights or 'random init'}) @{self.input_size}"
+
+
+class ImageEncoder:
+    """uint8 RGB images of any size -> (N, D) float32 features from a Keras model."""
+
+    def __init__(self, cfg: EncoderConfig, model: Any):
+        self.cfg, self.model = cfg, model
+
+    @classmethod
+    def build(cls, cfg: EncoderConfig) -> ImageEncoder:
+        """The backbone's "features" model (seeded random init or ImageNet) or a classifier's "features"."""
+        import keras
+
+        from helpers.classify import get_backbone, load_classifier
+
+        if cfg.classifier:
+            model, _ = load_classifier(cfg.classifier)
+            return cls(cfg, keras.Model(model.inputs, model.get_layer("features").output, name="encoder"))
+        keras.utils.set_random_seed(cfg.seed)
+        return cls(cfg, get_backbone(cfg.backbone).build_features(cfg.input_size, cfg.weights))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.model.output.shape[-1])
+
+    def encode(
+        self, images: Sequence[np.ndarray], batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
+        """Features of each image, in order; images may differ in size."""
+        out = [
+            self._batch(images[i : i + batch_size])
+            for i in tqdm(
+                range(0, len(images), batch_size), desc="features", disable=not progress, leave=False
+            )
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
+
+    def _batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import tensorflow as tf
+
+        from helpers.classify import get_backbone, preprocess_batch
+
+        spec, size = get_backbone(self.cfg.backbone), self.cfg.input_size
+        for img in images:
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
+        # Resized one by one (sizes differ), then the backbone's own preprocessing on the batch.
+        x = tf.concat([preprocess_batch(img[None], spec, size) for img in images], axis=0)
+        return np.asarray(self.model(x, training=False), dtype=np.float32)
+
+    def save(self, folder: str | Path) -> Path:
+        """``encoder.keras`` (architecture + weights) and ``encoder.json`` (the EncoderConfig)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".encoder.keras.tmp.keras"
+        self.model.save(tmp)
+        tmp.replace(folder / "encoder.keras")
+        io.write_json(folder / "encoder.json", dataclasses.asdict(self.cfg))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ImageEncoder:
+        """Inverse of `save` (safe_mode on: no arbitrary code is deserialised)."""
+        import keras
+
+        folder = Path(folder)
+        cfg = EncoderConfig(**io.read_json(folder / "encoder.json"))
+        return cls(cfg, keras.models.load_model(folder / "encoder.keras", compile=False))
+
+
+@dataclass
+class FeatureCache:
+    features: np.ndarray  # (N, D) float16
+    names: list[str]  # image name of each row
+    config: dict[str, Any]  # what made them
+    encoder: ImageEncoder
+    reused: bool  # True when read from disk rather than computed
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Image name -> row."""
+        return {n: i for i, n in enumerate(self.names)}
+
+
+def images_fingerprint(names: list[str], path_of: Callable[[str], Path]) -> str:
+    """SHA-256 over names and file sizes: cheap, and changes when the pictures are regenerated."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}\t{path_of(name).stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def cached_features(
+    cache_dir: str | Path,
+    cfg: EncoderConfig,
+    names: list[str],
+    path_of: Callable[[str], Path],
+    batch_size: int = 32,
+    progress: bool = True,
+) -> FeatureCache:
+    """Features of `names` (decoded from `path_of(name)`), from the cache when it was made the same way."""
+    from helpers.data import decode_image
+
+    cache_dir, names = Path(cache_dir), sorted(names)
+    want = {
+        "encoder": dataclasses.asdict(cfg),
+        "images": len(names),
+        "images_sha256": images_fingerprint(names, path_of),
+    }
+    if _matches(cache_dir, want):
+        feats = io.load_npy(cache_dir / "features.npy")
+        return FeatureCache(
+            feats,
+            io.read_json(cache_dir / "index.json")["names"],
+            io.read_json(cache_dir / "config.json"),
+            ImageEncoder.load(cache_dir),
+            reused=True,
+        )
+    (cache_dir / "config.json").unlink(missing_ok=True)  # the old cache no longer vouches for anything
+    encoder = ImageEncoder.build(cfg)
+    rows = []
+    for start in tqdm(range(0, len(names), batch_size), desc="features", disable=not progress):
+        batch = [decode_image(path_of(n)) for n in names[start : start + batch_size]]
+        rows.append(encoder.encode(batch, batch_size))
+    feats = np.concatenate(rows).astype(np.float16)
+    _check_features(feats, np.concatenate(rows), cfg)
+    encoder.save(cache_dir)
+    io.save_npy(cache_dir / "features.npy", feats)
+    io.write_json(cache_dir / "index.json", {"names": names})
+    config = {**want, "feature_dim": encoder.feature_dim, "dtype": "float16"}
+    io.write_json(cache_dir / "config.json", config)  # last: marks the cache complete
+    return FeatureCache(feats, names, config, encoder, reused=False)
+
+
+def _check_features(feats: np.ndarray, exact: np.ndarray, cfg: EncoderConfig) -> None:
+    """Refuse features that float16 cannot hold or that do not vary between images."""
+    if not np.isfinite(feats).all():
+        raise ValueError(f"{cfg.label}: features overflow float16 (max |x| {np.abs(exact).max():.3g})")
+    if len(feats) > 1 and not np.ptp(feats.astype(np.float32), axis=0).any():
+        raise ValueError(
+            f"{cfg.label} gives constant features (max |x| {np.abs(exact).max():.3g}): the images cannot be "
+            "told apart; use another backbone or pretrained weights"
+        )
+
+
+def _matches(cache_dir: Path, want: dict[str, Any]) -> bool:
+    """A complete cache made with the same encoder config from the same images."""
+    path = cache_dir / "config.json"
+    if not path.is_file() or not (cache_dir / "features.npy").is_file():
+        return False
+    have = io.read_json(path)
+    return {k: have.get(k) for k in want} == json.loads(json.dumps(want))
+
+
+def clear_cache(cache_dir: str | Path) -> None:
+    """Delete a feature cache folder."""
+    shutil.rmtree(cache_dir, ignore_errors=True)

@@ -1,0 +1,295 @@
+"""Training the prefix captioner: AdamW with warmup and linear decay, gradient clipping, mixed precision,
+validation loss per epoch, a checkpoint every epoch and resuming from it.
+
+Checkpoints are safetensors (model, optimizer moments, random state) plus a JSON file (epoch, optimizer
+hyper-parameters, scheduler, history), so resuming needs no pickle. A run resumes only when the
+checkpoint's fingerprint (train config, model config, data sizes) equals the current one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from helpers import io
+from helpers.caption.model import EOS_ID, PrefixCaptioner, load_state_tensors, state_tensors
+from helpers.caption.tokenizer import caption_text
+
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # passes over all (image, caption) pairs
+    batch_size: int = 32  # pairs per step
+    lr: float = 2e-5  # peak learning rate after warmup
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_fraction: float = 0.1  # share of all steps spent ramping the learning rate up from 0
+    grad_clip: float = 1.0  # max global gradient norm
+    amp: str = "auto"  # auto: fp16 autocast on CUDA, off on CPU; bf16/fp16/off force it
+    max_tokens: int = 40  # caption tokens kept, end-of-text included
+    seed: int = 0  # initial shuffle order and dropout
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_tokens < 2:
+            raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0, max_tokens >= 2")
+
+
+@dataclass
+class CaptionPairs:
+    """(image, caption) pairs: row `image[i]` of `features` goes with token ids `tokens[i]`."""
+
+    features: np.ndarray  # (num_images, feature_dim), float16 or float32
+    image: np.ndarray  # (num_pairs,) row into features
+    tokens: list[list[int]]  # caption token ids ending with end-of-text
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def make_pairs(
+    features: np.ndarray,
+    rows: dict[str, int],
+    captions: dict[str, list[str]],
+    names: list[str],
+    tokenizer,
+    max_tokens: int,
+) -> CaptionPairs:
+    """Every caption of every image in `names`, tokenized and cut to `max_tokens` (end-of-text kept last)."""
+    image, tokens = [], []
+    for name in names:
+        for caption in captions[name]:
+            ids = tokenizer(caption_text(caption))["input_ids"][: max_tokens - 1]
+            image.append(rows[name])
+            tokens.append([*ids, EOS_ID])
+    if not tokens:
+        raise ValueError("no captions for the given images")
+    return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens)
+
+
+def batches(pairs: CaptionPairs, batch_size: int, order: np.ndarray, device: torch.device):
+    """(features, tokens, mask) tensors; tokens right-padded with end-of-text, masked out."""
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        rows = [pairs.tokens[i] for i in idx]
+        width = max(map(len, rows))
+        tokens = np.full((len(rows), width), EOS_ID, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, ids in enumerate(rows):
+            tokens[r, : len(ids)], mask[r, : len(ids)] = ids, 1
+        feats = torch.from_numpy(pairs.features[pairs.image[idx]].astype(np.float32))
+        yield feats.to(device), torch.from_numpy(tokens).to(device), torch.from_numpy(mask).to(device)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for this mode and device, or None for full precision."""
+    if amp == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast needs a GPU; use amp='bf16' on CPU")
+    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for `dtype`, or a no-op context."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: PrefixCaptioner, pairs: CaptionPairs, cfg: TrainConfig, device: torch.device
+) -> float:
+    """Mean caption-token cross-entropy over all pairs (weighted by tokens)."""
+    model.eval()
+    dtype = autocast_dtype(cfg.amp, device)
+    total, count = 0.0, 0
+    for feats, tokens, mask in batches(pairs, cfg.batch_size * 2, np.arange(len(pairs)), device):
+        with autocast(device, dtype):
+            loss = model(feats, tokens, mask)
+        n = int(mask.sum())
+        total, count = total + float(loss) * n, count + n
+    return total / count
+
+
+def fingerprint(model: PrefixCaptioner, cfg: TrainConfig, train: CaptionPairs, val: CaptionPairs) -> str:
+    """What must match for a checkpoint to be resumed."""
+    desc = {
+        "train": dataclasses.asdict(cfg),
+        "model": dataclasses.asdict(model.cfg),
+        "pairs": [len(train), len(val), list(train.features.shape)],
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> None:
+    """model/optimizer/random state as safetensors, the rest as JSON (written last: it marks completion)."""
+    from safetensors.torch import save
+
+    opt = optimizer.state_dict()
+    tensors = {
+        f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()
+    }
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"epoch": str(state["epoch"])}
+    io.write_bytes(folder / "model.safetensors", save(state_tensors(model), metadata=meta))
+    io.write_bytes(folder / "optimizer.safetensors", save(tensors, metadata=meta))
+    extra = {
+        "param_groups": opt["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+    }
+    io.write_json(folder / "state.json", {**state, **extra})
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler, expected: str) -> dict | None:
+    """Restore everything from `folder` if it holds a complete checkpoint with the `expected` fingerprint."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not (folder / "state.json").is_file():
+        return None
+    state = io.read_json(folder / "state.json")
+    if state.get("fingerprint") != expected:
+        return None
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        with safe_open(str(folder / name), "pt") as f:
+            if f.metadata().get("epoch") != str(state["epoch"]):
+                return None  # interrupted between files: start over rather than mix epochs
+    load_state_tensors(model, load_file(str(folder / "model.safetensors")))
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    if "rng.cuda" in tensors:
+        cuda_state = tensors.pop("rng.cuda")
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda_state)
+    opt_state: dict = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    return state
+
+
+def train_captioner(
+    model: PrefixCaptioner,
+    train: CaptionPairs,
+    val: CaptionPairs,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train (or resume) into `out_dir`; writes history.csv and checkpoint/; returns the history.
+
+    The model ends with the weights of the epoch with the lowest validation loss.
+    """
+    out_dir, ckpt = Path(out_dir), Path(out_dir) / "checkpoint"
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(cfg.amp, device)
+    optimizer, scheduler, scaler = _optimizer(model, cfg, -(-len(train) // cfg.batch_size), dtype)
+    key = fingerprint(model, cfg, train, val)
+    torch.manual_seed(cfg.seed)
+    state = load_checkpoint(ckpt, model, optimizer, scheduler, scaler, key)
+    if state is None:  # a fresh start: a best-weights file left by another configuration must not return
+        (ckpt / "best.safetensors").unlink(missing_ok=True)
+    history = state["history"] if state else []
+    best = state["best_val_loss"] if state else float("inf")
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        start = time.perf_counter()
+        train_loss = _train_epoch(model, train, cfg, epoch, optimizer, scheduler, scaler, dtype, progress)
+        val_loss = evaluate_loss(model, val, cfg, device)
+        seconds = round(time.perf_counter() - start, 2)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": seconds,
+        }
+        history.append(row)
+        if val_loss < best:
+            best = val_loss
+            io.write_bytes(ckpt / "best.safetensors", _weights_bytes(model))
+        state = {"fingerprint": key, "epoch": epoch, "best_val_loss": best, "history": history}
+        save_checkpoint(ckpt, model, optimizer, scheduler, scaler, state)
+        io.write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        if progress:
+            print(f"epoch {epoch}/{cfg.epochs}: train {train_loss:.4f}, val {val_loss:.4f} ({seconds:.0f} s)")
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+    _restore_best(model, ckpt / "best.safetensors")
+    return pd.DataFrame(history)
+
+
+def _optimizer(model: PrefixCaptioner, cfg: TrainConfig, steps_per_epoch: int, dtype: torch.dtype | None):
+    """AdamW, linear warmup then linear decay to 0, and a loss scaler (active for fp16 only)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    # The fused kernel updates all parameters in one pass: ~9x faster than the default on CPU, where the
+    # update of GPT-2's 50,257-row embedding otherwise costs as much as the forward and backward passes.
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    total = steps_per_epoch * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * total), total)
+    device_type = next(model.parameters()).device.type
+    return optimizer, scheduler, torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+
+
+def _train_epoch(model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, progress) -> float:
+    """One pass over the shuffled pairs; returns the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(pairs))
+    steps = -(-len(order) // cfg.batch_size)
+    bar = tqdm(
+        batches(pairs, cfg.batch_size, order, device),
+        total=steps,
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        disable=not progress,
+        leave=False,
+    )
+    losses = []
+    for feats, tokens, mask in bar:
+        with autocast(device, dtype):
+            loss = model(feats, tokens, mask)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    return float(np.mean(losses))
+
+
+def _weights_bytes(model: PrefixCaptioner) -> bytes:
+    from safetensors.torch import save
+
+    return save(state_tensors(model))
+
+
+def _restore_best(model: PrefixCaptioner, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    if path.is_file():
+        load_state_tensors(model, load_file(str(path)))

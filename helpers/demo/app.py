@@ -1,0 +1,121 @@
+"""The ipywidgets 8 app: upload images, see each one's caption, its CIFAR-100 top-5 and the time taken.
+
+The widget only wires controls to `core.process_upload` and shows `render.card_html` for each result; the
+models are loaded once (`DemoModels`) and shared by every upload.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+
+import ipywidgets as widgets
+
+from helpers.demo.core import (
+    DECODINGS,
+    DEFAULT_MAX_UPLOAD_MB,
+    DETAILS,
+    DemoModels,
+    Result,
+    check_choice,
+    process_upload,
+    upload_files,
+)
+from helpers.demo.render import card_html, summary_text
+
+_ACCEPT = "image/*"
+
+
+def toggle(options: tuple[str, ...], value: str, description: str) -> widgets.ToggleButtons:
+    """Compact toggle buttons with the description on the same line."""
+    return widgets.ToggleButtons(
+        options=options,
+        value=value,
+        description=description,
+        style={"description_width": "initial", "button_width": "80px"},
+    )
+
+
+class CaptionApp:
+    """Upload button, decoding and detail controls, a status line and one card per uploaded image."""
+
+    def __init__(
+        self,
+        models: DemoModels,
+        decoding: str = "greedy",
+        detail: str = "short",
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    ):
+        self.models = models
+        self.max_bytes = int(max_upload_mb * 1e6)
+        self.upload = widgets.FileUpload(accept=_ACCEPT, multiple=True, description="Upload images")
+        self.decoding = toggle(DECODINGS, check_choice(decoding, DECODINGS, "decoding"), "Decoding")
+        self.detail = toggle(DETAILS, check_choice(detail, DETAILS, "detail"), "Caption")
+        self.status = widgets.HTML(value="Choose one or more images.")
+        self.status.add_class("demo-status")
+        self.cards = widgets.VBox()
+        self.cards.add_class("demo-cards")
+        # A programming error inside a callback shows its traceback here instead of vanishing in Voila.
+        self.log = widgets.Output()
+        self.files: list[tuple[str, bytes]] = []  # the last upload, re-captioned when a control changes
+        self.results: list[Result] = []
+        self.upload.observe(self._on_upload, names="value")
+        self.decoding.observe(self._on_settings, names="value")
+        self.detail.observe(self._on_settings, names="value")
+        controls = widgets.HBox([self.upload, self.decoding, self.detail], layout={"flex_flow": "row wrap"})
+        self.widget = widgets.VBox([self._header(), controls, self.status, self.cards, self.log])
+        self.widget.add_class("demo-app")
+
+    def _header(self) -> widgets.HTML:
+        """Title, where the models came from and the stated upload limit."""
+        limit = f"{self.max_bytes / 1e6:g} MB"
+        text = (
+            "<h3 style='margin:4px 0'>Caption your images</h3>"
+            f"<div class='demo-limit'>JPEG, PNG, GIF, WebP, BMP or TIFF, up to <b>{limit}</b> each; "
+            "several at once are fine. Larger files and non-images are refused with a message.</div>"
+            f"<div style='color:#57606a;font-size:85%'>captioner: {escape(self.models.captioner_dir)} · "
+            f"classifier: {escape(self.models.classifier_name)}</div>"
+        )
+        return widgets.HTML(value=text)
+
+    def _on_upload(self, change: dict) -> None:
+        """New files chosen: caption them, then clear the widget so the same file can be chosen again."""
+        if not change["new"]:
+            return  # our own reset below
+        with self.log:
+            self.files = upload_files(change["new"])
+            self.upload.value = ()  # also frees the uploaded bytes held by the widget
+            self.run()
+
+    def _on_settings(self, change: dict) -> None:
+        """Decoding or detail changed: caption the last upload again with the new settings."""
+        with self.log:
+            if self.files:
+                self.run()
+
+    def _progress(self, i: int, n: int, name: str) -> None:
+        self.status.value = f"Captioning {i + 1} of {n}: {escape(name)} …"
+
+    def run(self) -> list[Result]:
+        """Caption `self.files` with the current settings and show one card per file."""
+        start = time.perf_counter()
+        self.upload.disabled = True
+        try:
+            self.results = process_upload(
+                self.files,
+                self.models,
+                decoding=self.decoding.value,
+                detail=self.detail.value,
+                max_bytes=self.max_bytes,
+                progress=self._progress,
+            )
+        finally:
+            self.upload.disabled = False  # the app stays usable whatever happened
+        self.cards.children = [widgets.HTML(value=card_html(r)) for r in self.results]
+        self.status.value = summary_text(self.results, time.perf_counter() - start)
+        return self.results
+
+
+def build_app(models: DemoModels, **settings) -> CaptionApp:
+    """A ready `CaptionApp`; display `app.widget`."""
+    return CaptionApp(models, **settings)

@@ -1,0 +1,125 @@
+"""The benchmarks' entry point in quick mode: every result file field is there and sane (never timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str, module: str = "benchmarks.run", timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.run ...`` from the repository root, as `make bench` runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> tuple[dict, str]:
+    """One quick run of all three benchmarks (the pipeline one runs notebook 01 in a temporary folder)."""
+    out = tmp_path_factory.mktemp("bench")
+    proc = bench("--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+
+
+def test_header_records_machine_versions_and_date(quick_results):
+    results, md = quick_results
+    assert results["quick"] is True
+    assert results["machine"]["cores"] >= 1 and results["machine"]["ram_gib"] > 0
+    assert results["machine"]["cpu_model"]
+    assert {"python", "tensorflow", "torch", "transformers", "numpy"} <= set(results["versions"])
+    assert results["date_utc"][:2] == "20"
+    assert results["machine"]["cpu_model"] in md and "Quick mode" in md
+
+
+def test_preprocess_memory_fields(quick_results):
+    results, md = quick_results
+    pre = results["preprocess_memory"]
+    ours, seeds, ext = pre["ours"], pre["seed_measured"], pre["seed_extrapolated"]
+    # Peak RSS is at least what the process held once the arrays existed, and a plausible size.
+    assert ours["rss_bytes"]["after_arrays"] <= ours["peak_rss_bytes"] < 8e9
+    assert ours["images"] == ours["batches"] * pre["config"]["batch_size"] and ours["images_per_s"] > 0
+    assert len(seeds) == 2 and seeds[0]["images"] < seeds[1]["images"]
+    for s in seeds:
+        assert s["array_bytes"] == s["images"] * 224 * 224 * 3 * 4
+        assert s["peak_rss_bytes"] >= s["rss_bytes"]["after_arrays"]
+    assert (
+        ext["images"] == pre["config"]["n_train"] and ext["array_bytes"] == ext["images"] * 224 * 224 * 3 * 4
+    )
+    assert ext["peak_rss_bytes"] > 0 and ext["total_s"] > 0
+    assert pre["ours_meets_target"] == (ours["peak_rss_bytes"] <= pre["target_peak_rss_bytes"])
+    assert "extrapolated" in md
+
+
+def test_caption_speed_fields(quick_results):
+    results, md = quick_results
+    cap = results["caption_speed"]
+    assert set(cap["end_to_end"]) == {
+        "ours greedy",
+        "ours beam3",
+        "VisionEncoderDecoder greedy",
+        "VisionEncoderDecoder beam3",
+    }
+    assert "ours greedy, plain loop without KV cache" in cap["decoder_only"]
+    for mode in ("end_to_end", "decoder_only"):
+        for name, v in cap[mode].items():
+            assert v["repeats"] == cap["config"]["repeats"] and v["captions_per_s"] > 0, name
+        for dec, ratio in cap["ratios"][mode].items():
+            ours, theirs = cap[mode][f"ours {dec}"], cap[mode][f"VisionEncoderDecoder {dec}"]
+            assert ratio == pytest.approx(ours["captions_per_s"] / theirs["captions_per_s"])
+    # The cached and the uncached greedy loops must pick the same tokens: same model, same rule.
+    assert cap["nocache_matches_cached_greedy"] is True
+    assert cap["parameters"]["their_decoder"] > cap["parameters"]["ours_gpt2"]  # cross-attention adds weights
+    assert "VisionEncoderDecoder" in md and "captions/s" in md
+
+
+def test_pipeline_time_measures_notebook_01(quick_results):
+    results, md = quick_results
+    pipe = results["pipeline_time"]
+    assert list(pipe["notebooks"]) == ["01-preprocess"] and pipe["notebooks"]["01-preprocess"] > 0
+    # The whole series' wall clock includes the notebook plus starting Python and its kernel.
+    assert pipe["series_wall_s"] >= pipe["sum_s"] == pipe["notebooks"]["01-preprocess"]
+    assert "01" in pipe["present"] and set(pipe["missing"]).isdisjoint(pipe["present"])
+    assert "01-preprocess" in md
+
+
+def test_pipeline_time_from_run_merges_papermill_record(tmp_path):
+    """timings.json lists 02 only; 01's executed copy carries papermill's duration, which fills the gap."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "timings.json").write_text(
+        json.dumps({"preset": "smoke", "seconds": {"02-train-vgg16": 50.0}})
+    )
+    executed = {
+        "cells": [],
+        "metadata": {"papermill": {"duration": 4.26}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (notebooks / "01-preprocess.ipynb").write_text(json.dumps(executed))
+    proc = bench("--from-run", str(tmp_path), module="benchmarks.pipeline_time", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHMARK-RESULT "))
+    pipe = json.loads(line.split(" ", 1)[1])
+    assert pipe["notebooks"] == {"01-preprocess": 4.3, "02-train-vgg16": 50.0}
+    assert pipe["seconds_from"] == {"01-preprocess": "papermill metadata", "02-train-vgg16": "timings.json"}
+    assert pipe["sum_s"] == 54.3 and pipe["series_wall_s"] is None
+
+
+def test_unknown_benchmark_is_refused():
+    proc = bench("--only", "preprocess_memory,nonsense", timeout=120)
+    assert proc.returncode != 0 and "unknown benchmark(s) nonsense" in proc.stderr

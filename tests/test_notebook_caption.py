@@ -1,0 +1,101 @@
+"""06-flickr-gpt2-finetune through papermill.
+
+smoke: on the synthetic Flickr8k-style world (captions fully determined by the picture) the captioner must
+score BLEU-4 >= 0.5 on the test split and at least 0.2 above its image-blind twin, trained the same way.
+sample: the same notebook on the real Flickr8k sample (real captions, official splits, real JPEGs, most
+images missing); a format check, its scores are not asserted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import nbformat
+import pandas as pd
+import pytest
+
+from helpers import io
+from helpers.caption.config import SWEEP
+from helpers.metrics import METRICS, java_available
+
+pytestmark = pytest.mark.notebook
+
+
+def markdown_outputs(path) -> str:
+    """All markdown the executed notebook displayed (its generated conclusion)."""
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(
+        out["data"]["text/markdown"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "text/markdown" in out.get("data", {})
+    )
+
+
+def check_scores(scores: dict) -> None:
+    """All seven metrics; METEOR a number with Java and None (not computed, never 0) without."""
+    assert list(scores) == list(METRICS)
+    for name in METRICS:
+        if name == "METEOR" and not java_available():
+            assert scores[name] is None
+        else:
+            assert isinstance(scores[name], float) and math.isfinite(scores[name]) and scores[name] >= 0, name
+
+
+def test_smoke_captioner_beats_the_image_blind_baseline(smoke_run):
+    run_dir = smoke_run.ensure("01", "06")
+    captions = run_dir / "captions"
+    metrics = io.read_json(captions / "metrics.json")
+    check_scores(metrics["model"])
+    check_scores(metrics["blind"])
+    model, blind = metrics["model"]["Bleu_4"], metrics["blind"]["Bleu_4"]
+    assert model >= 0.5, f"BLEU-4 {model:.3f} < 0.5"
+    assert model - blind >= 0.2, f"BLEU-4 {model:.3f} is not 0.2 above the blind baseline's {blind:.3f}"
+    assert metrics["model"]["CIDEr"] > metrics["blind"]["CIDEr"]
+    assert set(metrics["sweep"]) >= set(SWEEP) and metrics["sweep"][metrics["decoding"]] == metrics["model"]
+    for scores in metrics["sweep"].values():
+        check_scores(scores)
+    assert metrics["config"]["preset"] == "smoke" and metrics["versions"]["torch"] and metrics["device"]
+    assert metrics["config"]["encoder"]["weights"] is None  # random init: no download in smoke
+    assert "BLEU-4" in markdown_outputs(run_dir / "notebooks" / "06-flickr-gpt2-finetune.ipynb")
+
+    per_image = io.read_json(captions / "test_captions.json")
+    assert len(per_image) == metrics["test_images"] > 0
+    assert len({c["model"] for c in per_image.values()}) > len({c["blind"] for c in per_image.values()})
+    for variant in ("model", "blind"):
+        history = pd.read_csv(captions / "training" / variant / "history.csv")
+        assert history["epoch"].tolist() == list(range(1, metrics["config"]["train"]["epochs"] + 1))
+        assert history["val_loss"].min() < history["val_loss"].iloc[0]
+    assert metrics["training"]["model"]["best_val_loss"] < metrics["training"]["blind"]["best_val_loss"]
+    for fig in ("caption-stats", "training-curves", "test-captions", "cifar-captions"):
+        assert (run_dir / "figures" / f"06-{fig}.png").stat().st_size > 5_000, fig
+
+
+def test_smoke_captioner_folder_loads_and_captions_a_test_picture(smoke_run):
+    from helpers.caption.captioner import Captioner
+    from helpers.data import decode_image
+
+    run_dir = smoke_run.ensure("01", "06")
+    per_image = io.read_json(run_dir / "captions" / "test_captions.json")
+    name = sorted(per_image)[0]
+    captioner = Captioner.load(run_dir / "captions" / "model")
+    image = decode_image(run_dir / "sources" / "flickr8k" / "Images" / name)
+    # the folder reproduces the notebook's own caption of this picture (same encoder, weights, decoding)
+    assert captioner.caption_images([image]) == [per_image[name]["model"]]
+    features = io.read_json(run_dir / "captions" / "features" / "config.json")
+    assert features["dtype"] == "float16" and features["images"] == 600
+
+
+def test_sample_preset_runs_on_the_real_flickr8k_sample(sample_run):
+    run_dir = sample_run.ensure("06")
+    metrics = io.read_json(run_dir / "captions" / "metrics.json")
+    check_scores(metrics["model"])
+    check_scores(metrics["blind"])
+    assert metrics["config"]["preset"] == "sample" and metrics["config"]["data_source"].endswith("flickr8k")
+    assert metrics["test_images"] == 125  # the official test images present in the sample
+    features = io.read_json(run_dir / "captions" / "features" / "config.json")
+    assert features["images"] == 753 + 113 + 125  # official splits, images on disk only
+    per_image = io.read_json(run_dir / "captions" / "test_captions.json")
+    assert all(len(c["references"]) == 5 for c in per_image.values())
+    assert (run_dir / "captions" / "model" / "captioner.json").is_file()
