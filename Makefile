@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format clean lifecycle-b64
+.PHONY: setup run test bench lint format clean lifecycle-b64
 
 setup: $(STAMP)
 
@@ -26,9 +26,13 @@ test: setup
 	$(PY) -m helpers doctor
 	$(PY) -m pytest
 
+# Benchmarks (not tests): writes benchmarks/results.md and results.json. Offline, so a stray hub call fails fast.
+bench: setup
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.run
+
 lint: setup
-	$(VENV)/bin/ruff check helpers tests notebooks
-	$(VENV)/bin/ruff format --check helpers tests notebooks
+	$(VENV)/bin/ruff check helpers tests notebooks benchmarks
+	$(VENV)/bin/ruff format --check helpers tests notebooks benchmarks
 
 format: setup
 	$(VENV)/bin/ruff format helpers tests notebooks
