@@ -80,7 +80,7 @@ class CaptionScorer:
         tokenizer = "PTBTokenizer (Stanford CoreNLP 3.4.1)" if self.java else "python PTB approximation"
         return {"tokenizer": tokenizer, "meteor": meteor, "scorers": "pycocoevalcap"}
 
-    def tokenize(self, captions: dict[str, list[str]]) -> dict[str, list[str]]:
+    def tokenize(self, captions: dict[Any, list[str]]) -> dict[Any, list[str]]:
         """PTB-tokenize {id: [caption, ...]} (lower case, punctuation removed)."""
         if not self.java:
             return {k: [simple_tokenize(c) for c in v] for k, v in captions.items()}
@@ -92,8 +92,12 @@ class CaptionScorer:
     def score(self, references: dict[str, list[str]], hypotheses: dict[str, str]) -> dict[str, float | None]:
         """Corpus scores of one hypothesis per image against all of that image's references."""
         refs, hyps = self._check(references, hypotheses)
-        gts = self.tokenize(refs)
-        res = self.tokenize({k: [h] for k, h in hyps.items()})
+        # One tokenizer run (one JVM start) for both sides: keys tagged "r"/"h", split afterwards.
+        both = self.tokenize(
+            {**{("r", k): v for k, v in refs.items()}, **{("h", k): [h] for k, h in hyps.items()}}
+        )
+        gts = {k: both[("r", k)] for k in refs}
+        res = {k: both[("h", k)] for k in refs}
         from pycocoevalcap.bleu.bleu import Bleu
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge

@@ -150,13 +150,19 @@ def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path):
     assert files == {"model.safetensors", "optimizer.safetensors", "state.json", "best.safetensors"}
 
 
-def test_a_changed_config_starts_over_instead_of_resuming(tmp_path):
+def test_changed_config_or_features_start_over_instead_of_resuming(tmp_path):
     train, val = toy_pairs(FEATURES)
-    train_captioner(new_model(), train, val, dataclasses.replace(FAST, epochs=1), tmp_path, progress=False)
+    cfg = dataclasses.replace(FAST, epochs=1)
+    train_captioner(new_model(), train, val, cfg, tmp_path, progress=False)
     seen = []
-    cfg = dataclasses.replace(FAST, epochs=2, lr=5e-3)
     train_captioner(new_model(), train, val, cfg, tmp_path, on_epoch_end=seen.append, progress=False)
-    assert [r["epoch"] for r in seen] == [1, 2]
+    assert seen == []  # same everything: finished, nothing to train
+    changed = dataclasses.replace(cfg, lr=5e-3)
+    train_captioner(new_model(), train, val, changed, tmp_path, on_epoch_end=seen.append, progress=False)
+    assert [r["epoch"] for r in seen] == [1]
+    other = toy_pairs(FEATURES[::-1].copy())  # e.g. another encoder: same shapes, other features
+    train_captioner(new_model(), *other, changed, tmp_path, on_epoch_end=seen.append, progress=False)
+    assert [r["epoch"] for r in seen] == [1, 1]
 
 
 def test_bfloat16_autocast_path_runs_on_cpu(tmp_path):

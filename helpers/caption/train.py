@@ -125,13 +125,15 @@ def evaluate_loss(
 
 
 def fingerprint(model: PrefixCaptioner, cfg: TrainConfig, train: CaptionPairs, val: CaptionPairs) -> str:
-    """What must match for a checkpoint to be resumed."""
-    desc = {
-        "train": dataclasses.asdict(cfg),
-        "model": dataclasses.asdict(model.cfg),
-        "pairs": [len(train), len(val), list(train.features.shape)],
-    }
-    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What must match for a checkpoint to be resumed: configs, and the data itself (features, captions)."""
+    desc = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.cfg)}
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode())
+    for pairs in (train, val):
+        # Hashing the feature bytes (8k x 2048 float16 = 33 MB for Flickr8k) takes ~0.1 s.
+        h.update(np.ascontiguousarray(pairs.features).tobytes())
+        h.update(pairs.image.tobytes())
+        h.update(json.dumps(pairs.tokens).encode())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> None:
