@@ -106,9 +106,17 @@ def run_worker(module: str, args: list[str], timeout: float) -> dict[str, Any]:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or len(lines) != 1:
+        status = str(proc.returncode)
+        if proc.returncode < 0:  # killed by a signal: no traceback will say why
+            import signal
+
+            name = (
+                signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else "?"
+            )
+            status += f" (killed by {name}{': out of memory?' if name == 'SIGKILL' else ''})"
         raise RuntimeError(
-            f"worker `{' '.join(cmd[1:])}` exited {proc.returncode} with {len(lines)} result lines;"
-            f" stderr tail:\n{proc.stderr[-3000:]}"
+            f"worker `{' '.join(cmd[1:])}` exited {status} with {len(lines)} result lines;"
+            f" stdout tail:\n{proc.stdout[-1000:]}\nstderr tail:\n{proc.stderr[-3000:]}"
         )
     return json.loads(lines[0][len(RESULT_PREFIX) :])
 

@@ -3,6 +3,9 @@
 Each benchmark runs in its own process (the preprocessing one in one process per side), one after the
 other, so they never compete with each other. Other work on the machine does compete and inflates every
 time here, so the CPU that other processes took while each benchmark ran is recorded beside it.
+
+``--only caption_speed`` reruns one benchmark: the other sections are carried over unchanged from the
+results.json already in the output folder (made in the same mode), with the date of the run that made them.
 """
 
 from __future__ import annotations
@@ -46,22 +49,50 @@ def run_one(name: str, quick: bool, from_run: str | None) -> dict[str, Any]:
     return result
 
 
+def carried_over(previous: dict[str, Any], quick: bool, rerun: list[str]) -> dict[str, Any]:
+    """Sections of an earlier results.json (same mode) that this run does not redo, and where they came from.
+
+    Returns {"sections": {name: result}, "from": {name: {"date_utc", "versions"}}} (empty when nothing
+    fits); a section the earlier file had itself carried over keeps its original date and versions.
+    """
+    if previous.get("quick") != quick:
+        return {"sections": {}, "from": {}}
+    keep = [name for name in BENCHMARKS if name not in rerun and name in previous]
+    origin = previous.get("carried_over", {})
+    own = {"date_utc": previous.get("date_utc"), "versions": previous.get("versions")}
+    return {
+        "sections": {name: previous[name] for name in keep},
+        "from": {name: origin.get(name, own) for name in keep},
+    }
+
+
 def run_all(quick: bool, only: list[str], from_run: str | None, out_dir: Path) -> dict[str, Any]:
-    """Run the chosen benchmarks and write results.json and results.md into `out_dir`."""
+    """Run the chosen benchmarks and write results.json and results.md into `out_dir`.
+
+    Benchmarks not in `only` are carried over from `out_dir`/results.json when it exists (same mode).
+    """
     started = dt.datetime.now(dt.UTC)
+    command = "python -m benchmarks.run" + (" --quick" if quick else "")
+    if set(only) != set(BENCHMARKS):
+        command += f" --only {','.join(only)}"
     results: dict[str, Any] = {
         "date_utc": started.isoformat(timespec="seconds"),
         "quick": quick,
         "machine": machine(),
         "versions": versions(),
-        "command": "python -m benchmarks.run" + (" --quick" if quick else ""),
+        "command": command,
     }
+    previous = out_dir / "results.json"
+    old = carried_over(io.read_json(previous), quick, only) if previous.is_file() else {"from": {}}
     for name in only:
         print(f"[{name}] running ...", flush=True)
         results[name] = run_one(name, quick, from_run)
         print(f"[{name}] done in {results[name]['benchmark_wall_s']} s", flush=True)
     results["machine_after"] = {"load_average_1_5_15": machine()["load_average_1_5_15"]}
     results["total_wall_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
+    if old["from"]:
+        results.update(old["sections"])
+        results["carried_over"] = old["from"]
     io.write_json(out_dir / "results.json", results)
     io.write_text(out_dir / "results.md", render(results))
     return results
@@ -71,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes in seconds, to check the code runs")
     parser.add_argument(
-        "--only", default=",".join(BENCHMARKS), help=f"comma-separated, of {', '.join(BENCHMARKS)}"
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated, of {', '.join(BENCHMARKS)}; the others are kept from the existing results",
     )
     parser.add_argument(
         "--from-run", help="pipeline_time: read this run folder's timings.json instead of running"

@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The captioner holds TensorFlow (image encoder) and PyTorch (GPT-2) in one process: TensorFlow must take GPU
+# memory as it needs it, not all of it up front. Read when TensorFlow first touches the GPU.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 __version__ = "0.1.0"
 

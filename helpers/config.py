@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers import io
+
 PRESETS = ("smoke", "sample", "full")
 
 
@@ -27,6 +29,20 @@ def pick(preset: str, value: Any, defaults: dict[str, Any]) -> Any:
     """A notebook knob left as None takes the preset's default."""
     check_preset(preset)
     return defaults[preset] if value is None else value
+
+
+def preset_knobs(preset: str, defaults: dict[str, dict[str, Any]], **given: Any) -> dict[str, Any]:
+    """Every knob of `defaults` (knob -> preset -> value): the value given, or the preset's default where
+    the notebook left it None. Knobs that only the preset sets are simply not given."""
+    if unknown := sorted(set(given) - set(defaults)):
+        raise TypeError(f"no preset default for {', '.join(unknown)}")
+    return {knob: pick(preset, given.get(knob), by_preset) for knob, by_preset in defaults.items()}
+
+
+def require_data_source(preset: str, data_source: str | None, what: str) -> None:
+    """The sample preset reads a folder of real samples it cannot guess: fail early, naming what it wants."""
+    if preset == "sample" and data_source is None:
+        raise ValueError(f"the sample preset needs data_source: {what}")
 
 
 def project_root() -> Path | None:
@@ -89,12 +105,36 @@ class RunPaths:
         return self.root / "compare"
 
     @property
+    def best(self) -> Path:
+        """05-compare's pick of the classifiers: name, model_dir (relative to the run folder) and scores."""
+        return self.compare / "best.json"
+
+    @property
     def demo(self) -> Path:
         return self.root / "demo"
 
     @property
     def notebooks(self) -> Path:
         return self.root / "notebooks"
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """`path` as the run's JSON files store it: relative to the run folder (POSIX), so the folder stays
+        valid when it is moved or synced elsewhere. Raises ValueError for a path outside the run folder."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def best_classifier(self) -> Path | None:
+        """The classifier folder best.json names, or None when 05-compare has not run.
+
+        Runs written before model_dir was stored relative hold an absolute path; when that folder is gone
+        (the run folder was moved), the model of the same name in this run folder is meant.
+        """
+        if not self.best.is_file():
+            return None
+        best = io.read_json(self.best)
+        folder = self.root / best["model_dir"]  # an absolute model_dir stays as it is
+        if not folder.is_dir() and "name" in best:
+            folder = self.model(best["name"])
+        return folder
 
     def ensure(self) -> RunPaths:
         """Create the standard sub-folders."""

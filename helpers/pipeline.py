@@ -84,6 +84,10 @@ def failing_cell(executed: Path) -> str:
     return "an unknown cell"
 
 
+#: Seconds a notebook's kernel may take to start (papermill's default of 60 s is too short under load).
+KERNEL_START_TIMEOUT_S = 300
+
+
 def run_one(nb: Path, out: Path, params: dict, timeout: int | None = None) -> float:
     """Execute one notebook; returns seconds taken, raises NotebookFailed naming the cell."""
     import papermill as pm
@@ -99,6 +103,7 @@ def run_one(nb: Path, out: Path, params: dict, timeout: int | None = None) -> fl
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            start_timeout=KERNEL_START_TIMEOUT_S,
         )
     except pm.PapermillExecutionError as err:
         where = failing_cell(out)

@@ -209,3 +209,35 @@ def test_command_line_reports_aws_errors(capsys):
 
     assert cli(["--role", ROLE, "--bucket", BUCKET, "invoke", "--name", "no-such-endpoint", str(PHOTO)]) == 1
     assert "no-such-endpoint" in capsys.readouterr().err
+
+
+def test_try_endpoint_deletes_everything_even_when_the_call_fails(tmp_path, monkeypatch):
+    from helpers.aws import endpoint, try_endpoint
+
+    ctx = connect(role=ROLE, bucket=BUCKET, dry_run=True)
+    ctx.dry_run.echo = False
+    dep, answer = try_endpoint(ctx, fake_run(tmp_path / "run"), PHOTO, "ml.g4dn.xlarge")
+    assert answer == {"dry_run": True, "endpoint": dep.name} and dep.instance_type == "ml.g4dn.xlarge"
+    ops = ctx.dry_run.operations()
+    assert ops.index("sagemaker.CreateEndpoint") < ops.index("sagemaker-runtime.InvokeEndpoint")
+    assert ops[-4:] == [
+        "sagemaker.DeleteEndpoint",
+        "sagemaker.DeleteEndpointConfig",
+        "sagemaker.DeleteModel",
+        "s3.DeleteObject",
+    ]
+
+    kept = connect(role=ROLE, bucket=BUCKET, dry_run=True)
+    kept.dry_run.echo = False
+    try_endpoint(kept, fake_run(tmp_path / "run3"), PHOTO, keep=True)
+    assert not any(op.startswith("sagemaker.Delete") for op in kept.dry_run.operations())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("endpoint answered 500")
+
+    monkeypatch.setattr(endpoint, "invoke", broken)
+    ctx = connect(role=ROLE, bucket=BUCKET, dry_run=True)
+    ctx.dry_run.echo = False
+    with pytest.raises(RuntimeError, match="500"):
+        try_endpoint(ctx, fake_run(tmp_path / "run2"), PHOTO)
+    assert ctx.dry_run.operations()[-4:-2] == ["sagemaker.DeleteEndpoint", "sagemaker.DeleteEndpointConfig"]

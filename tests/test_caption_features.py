@@ -61,6 +61,21 @@ def test_cache_is_reused_when_the_config_matches_and_rebuilt_when_the_encoder_ch
     assert not fewer.reused and len(fewer.names) == 11  # other images: rebuilt too
 
 
+def test_encoder_graph_gives_the_eager_features_for_any_batch_size_from_one_trace():
+    import tensorflow as tf
+
+    from helpers.classify import get_backbone, preprocess_batch
+
+    encoder = ImageEncoder.build(SMALL)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (32 + 8 * i, 40, 3), dtype=np.uint8) for i in range(5)]
+    for batch in (images[:3], images[3:]):
+        x = tf.concat([preprocess_batch(img[None], get_backbone("vgg16"), 32) for img in batch], axis=0)
+        eager = np.asarray(encoder.model(x, training=False))
+        np.testing.assert_allclose(encoder.encode(batch), eager, rtol=1e-5, atol=1e-6)
+    assert encoder._inference_graph(32).experimental_get_tracing_count() == 1  # no retracing per batch size
+
+
 def test_encoder_spec_names_a_backbone_or_a_trained_classifier(tmp_path):
     cfg = EncoderConfig.from_spec("resnet50", tmp_path, None, 32)
     assert (cfg.backbone, cfg.weights, cfg.input_size, cfg.classifier) == ("resnet50", None, 32, None)
@@ -105,7 +120,7 @@ def test_captioner_folder_round_trip(tmp_path):
 def test_detailed_decoding_favours_longer_beams():
     detailed = detail_decoding(DecodeConfig("greedy", max_new_tokens=20), "detailed")
     assert detailed.strategy == "beam" and detailed.num_beams >= 5 and detailed.length_penalty > 1
-    assert detailed.no_repeat_ngram_size == 3 and detailed.max_new_tokens == 40
+    assert detailed.no_repeat_ngram_size == 4 and detailed.max_new_tokens == 40
     assert detail_decoding(DecodeConfig("beam", num_beams=3), "short") == DecodeConfig("beam", num_beams=3)
     with pytest.raises(ValueError, match="detail"):
         detail_decoding(DecodeConfig(), "long")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,7 +73,7 @@ def _metrics(name: str, train: float, val: float, test: float) -> dict:
 
 
 def test_compare_table_best_and_missing(tmp_path):
-    paths = RunPaths(tmp_path)
+    paths = RunPaths(tmp_path / "run")
     io.write_json(paths.model("vgg16") / "metrics.json", _metrics("vgg16", 0.99, 0.60, 0.62))
     io.write_json(paths.model("resnet50") / "metrics.json", _metrics("resnet50", 0.80, 0.75, 0.70))
     io.write_text(paths.model("resnet50") / "history.csv", "epoch,accuracy,val_accuracy\n0,0.5,0.6\n")
@@ -80,12 +82,18 @@ def test_compare_table_best_and_missing(tmp_path):
     assert table.loc["vgg16", "overfit_gap"] == pytest.approx(0.39)
     assert histories["vgg16"].empty and len(histories["resnet50"]) == 1
     best = compare.pick_best(table, paths)
-    assert best["name"] == "resnet50" and best["model_dir"] == str(paths.model("resnet50"))
+    assert best["name"] == "resnet50"
     compare.write_outputs(paths, table, best)
-    assert io.read_json(paths.compare / "best.json")["test_top1"] == 0.70
+    written = io.read_json(paths.compare / "best.json")
+    # relative to the run folder, never absolute: a run folder synced through S3 or moved stays valid
+    assert written["model_dir"] == "models/resnet50" and written["test_top1"] == 0.70
     assert pd.read_csv(paths.compare / "comparison.csv", index_col="model").loc["vgg16", "val_top1"] == 0.60
     text = compare.conclusion(table, missing, best)
     assert "**resnet50** has the best test top-1, **70.0%**, 8.0 points ahead of vgg16" in text
     assert "vgg16 overfits the most" in text and "mobilenet_v2" in text
     with pytest.raises(ValueError, match="run 02, 03 or 04 first"):
         compare.pick_best(compare.collect(RunPaths(tmp_path / "empty"))[0], paths)
+    assert paths.best_classifier() == paths.model("resnet50")
+    moved = RunPaths(tmp_path / "moved")
+    shutil.move(paths.root, moved.root)
+    assert moved.best_classifier() == moved.model("resnet50") and moved.best_classifier().is_dir()

@@ -51,9 +51,11 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 class Inspect(keras.callbacks.Callback):
-    """Notes the optimizer and the model's dtype policy while fit() runs."""
+    """Notes the optimizer and the loss while fit() runs."""
 
-    seen: dict = {}
+    def __init__(self):
+        super().__init__()
+        self.seen: dict = {}  # per instance: a class-level dict would carry one run's notes into the next
 
     def on_train_batch_end(self, batch, logs=None):
         self.seen.update(optimizer=type(self.model.optimizer).__name__, loss=float(logs["loss"]))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from helpers import io
-from helpers.config import RunPaths, check_preset, pick
+from helpers.config import RunPaths, check_preset, pick, preset_knobs
+from helpers.data.preprocess import PreprocessConfig
 
 
 def test_atomic_json_and_npy_round_trip(tmp_path):
@@ -44,7 +45,36 @@ def test_presets_and_paths(tmp_path):
     assert pick("full", 7, {"smoke": 1, "sample": 2, "full": 3}) == 7
     with pytest.raises(ValueError, match="smoke, sample, full"):
         check_preset("huge")
+    defaults = {"epochs": {"smoke": 1, "sample": 2, "full": 3}, "lr": {"smoke": 1, "sample": 0.2, "full": 3}}
+    assert preset_knobs("sample", defaults, epochs=None) == {"epochs": 2, "lr": 0.2}
+    assert preset_knobs("full", defaults, epochs=0, lr=None) == {"epochs": 0, "lr": 3}  # 0 is a value
+    with pytest.raises(TypeError, match="no preset default for batch"):
+        preset_knobs("full", defaults, batch=4)
+    with pytest.raises(ValueError, match="smoke, sample, full"):
+        preset_knobs("huge", defaults)
     paths = RunPaths.for_run("smoke", tmp_path / "r").ensure()
     assert paths.model("vgg16") == tmp_path / "r" / "models" / "vgg16"
     assert paths.data.is_dir() and paths.notebooks.is_dir()
     assert RunPaths.for_run("sample").root.name == "sample"
+
+
+def test_preprocess_config_from_preset(tmp_path):
+    smoke = PreprocessConfig.for_preset("smoke", tmp_path)
+    assert (smoke.data_source, smoke.samples_per_class, smoke.val_fraction) == ("synthetic", None, 0.1)
+    full = PreprocessConfig.for_preset("full", tmp_path, val_fraction=0.05, seed=2)
+    assert (full.data_source, full.samples_per_class, full.val_fraction, full.seed) == ("keras", 500, 0.05, 2)
+    assert full.run_dir == str(tmp_path.resolve())
+    with pytest.raises(ValueError, match="the sample preset needs data_source: a cifar-100-python folder"):
+        PreprocessConfig.for_preset("sample", tmp_path)
+    assert PreprocessConfig.for_preset("sample", tmp_path, data_source="c").data_source == "c"
+
+
+def test_paths_in_run_json_are_relative_to_the_run_folder(tmp_path):
+    paths = RunPaths.for_run("smoke", tmp_path / "r")
+    assert paths.relative(paths.model("resnet50")) == "models/resnet50"
+    with pytest.raises(ValueError, match="not in the subpath"):
+        paths.relative(tmp_path / "elsewhere")
+    assert paths.best_classifier() is None  # 05-compare has not run
+    paths.model("resnet50").mkdir(parents=True)
+    io.write_json(paths.best, {"name": "resnet50", "model_dir": "models/resnet50"})
+    assert paths.best_classifier() == paths.model("resnet50")  # absolute model_dirs: see test_demo

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from helpers import io
 from helpers.data import load_prepared
 from helpers.data.preprocess import SMOKE_CIFAR
+
+pytestmark = pytest.mark.notebook
 
 
 def test_smoke_preprocess(smoke_run):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
+from aws_support import BUCKET, aws_env, moto_server  # noqa: F401
 from PIL import Image
 
 from helpers import io
+
+pytestmark = pytest.mark.notebook
 
 
 def test_smoke_demo_captions_the_examples(smoke_run):
@@ -15,7 +17,7 @@ def test_smoke_demo_captions_the_examples(smoke_run):
     assert saved["config"]["preset"] == "smoke" and saved["config"]["decoding"] == "greedy"
     assert saved["captioned"] == saved["config"]["num_examples"] == 4 and saved["failed"] == 0
     best = io.read_json(run_dir / "compare" / "best.json")
-    labels = set(io.read_json(Path(best["model_dir"]) / "config.json")["label_names"])
+    labels = set(io.read_json(run_dir / best["model_dir"] / "config.json")["label_names"])
     for r in saved["results"]:
         with Image.open(run_dir / "sources" / "flickr8k" / "Images" / r["name"]) as picture:
             assert r["error"] is None and r["size"] == [picture.height, picture.width]
@@ -40,3 +42,42 @@ def test_demo_captions_match_notebook_06(smoke_run):
     files = demo.read_files(demo.example_images(cfg))
     results = demo.process_upload(files, demo.load_models(run_dir), decoding="beam")
     assert [r.caption for r in results] == [reference[name]["model"] for name, _ in files]
+
+
+@pytest.mark.usefixtures("aws_env")  # moto stands in for AWS: a request that escaped would land there
+def test_deploy_cells_in_a_dry_run_build_every_request_and_send_none(smoke_run, tmp_path):
+    """07 with deploy=True, deploy_dry_run=True: the real packaging and SDK path, nothing reaches AWS."""
+    import boto3
+    import nbformat
+
+    from helpers.pipeline import notebooks_dir, run_one
+
+    run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06", "07")
+    params = {"preset": "smoke", "run_dir": str(run_dir), "deploy": True, "deploy_dry_run": True}
+    out = tmp_path / "07-deploy.ipynb"
+    run_one(
+        notebooks_dir() / "07-caption-demo.ipynb", out, {**params, "deploy_instance_type": "ml.g4dn.xlarge"}
+    )
+    text = "".join(
+        o.get("text", "")
+        + str(o.get("data", {}).get("text/plain", ""))
+        + str(o.get("data", {}).get("text/markdown", ""))
+        for cell in nbformat.read(out, as_version=4).cells
+        for o in cell.get("outputs", [])
+    )
+    requests = [line.split()[2] for line in text.splitlines() if line.startswith("[dry run] ")]
+    order = [
+        "s3.PutObject",
+        "sagemaker.CreateModel",
+        "sagemaker.CreateEndpointConfig",
+        "sagemaker.CreateEndpoint",
+    ]
+    order += ["sagemaker-runtime.InvokeEndpoint", "sagemaker.DeleteEndpoint", "sagemaker.DeleteModel"]
+    positions = [requests.index(op) for op in order]
+    assert positions == sorted(positions) and requests[-1] == "s3.DeleteObject", requests
+    config = next(line for line in text.splitlines() if "sagemaker.CreateEndpointConfig" in line)
+    assert '"InstanceType": "ml.g4dn.xlarge"' in config
+    assert "'dry_run': True" in text and "answered for" in text
+    # nothing reached the (moto) AWS the kernel was pointed at
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0

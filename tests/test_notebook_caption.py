@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import math
 
-import nbformat
+import numpy as np
 import pandas as pd
 import pytest
+from notebook_support import markdown_outputs
 
 from helpers import io
-from helpers.caption.config import SWEEP
+from helpers.caption.config import SMOKE_FLICKR, SWEEP
 from helpers.metrics import METRICS, java_available
 
 pytestmark = pytest.mark.notebook
-
-
-def markdown_outputs(path) -> str:
-    """All markdown the executed notebook displayed (its generated conclusion)."""
-    nb = nbformat.read(path, as_version=4)
-    return "\n".join(
-        out["data"]["text/markdown"]
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for out in cell.outputs
-        if "text/markdown" in out.get("data", {})
-    )
 
 
 def check_scores(scores: dict) -> None:
@@ -72,19 +61,26 @@ def test_smoke_captioner_beats_the_image_blind_baseline(smoke_run):
         assert (run_dir / "figures" / f"06-{fig}.png").stat().st_size > 5_000, fig
 
 
-def test_smoke_captioner_folder_loads_and_captions_a_test_picture(smoke_run):
+def test_smoke_captioner_folder_reproduces_the_notebooks_captions(smoke_run):
     from helpers.caption.captioner import Captioner
     from helpers.data import decode_image
 
     run_dir = smoke_run.ensure("01", "06")
     per_image = io.read_json(run_dir / "captions" / "test_captions.json")
-    name = sorted(per_image)[0]
+    cache_dir = run_dir / "captions" / "features"
+    assert io.read_json(cache_dir / "config.json")["images"] == SMOKE_FLICKR["num_images"]
+    rows = {n: i for i, n in enumerate(io.read_json(cache_dir / "index.json")["names"])}
+    cached = io.load_npy(cache_dir / "features.npy")
+    assert cached.dtype == np.float16
     captioner = Captioner.load(run_dir / "captions" / "model")
-    image = decode_image(run_dir / "sources" / "flickr8k" / "Images" / name)
-    # the folder reproduces the notebook's own caption of this picture (same encoder, weights, decoding)
-    assert captioner.caption_images([image]) == [per_image[name]["model"]]
-    features = io.read_json(run_dir / "captions" / "features" / "config.json")
-    assert features["dtype"] == "float16" and features["images"] == 600
+    names = sorted(per_image)[:3]
+    images = [decode_image(run_dir / "sources" / "flickr8k" / "Images" / n) for n in names]
+    # same encoder and weights as the cache, so the same features ...
+    np.testing.assert_allclose(
+        captioner.encode(images), cached[[rows[n] for n in names]].astype(np.float32), rtol=1e-2, atol=1e-2
+    )
+    # ... and the same captions as the notebook's evaluation (same weights, same default decoding)
+    assert captioner.caption_images(images) == [per_image[n]["model"] for n in names]
 
 
 def test_sample_preset_runs_on_the_real_flickr8k_sample(sample_run):

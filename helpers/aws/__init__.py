@@ -5,6 +5,7 @@
     dep = deploy(ctx, "runs/full")       # captioner + best classifier as a real-time endpoint
     invoke(ctx, dep.name, "photo.jpg")   # {"predictions": [{"caption": ..., "top_k": [...]}]}
     cleanup(ctx, dep.name)               # endpoint, endpoint config, model, uploaded archive
+    try_endpoint(ctx, "runs/full", "photo.jpg")  # all three; the cleanup also runs when a step fails
     notebook_job(ctx, "notebooks/06-flickr-gpt2-finetune.ipynb", {"preset": "full"}, "ml.g5.2xlarge")
 
 `connect(dry_run=True)` prints every request instead of sending it. The same commands exist on the
@@ -13,7 +14,7 @@ command line: ``python -m helpers.aws --help``. The SageMaker SDK is imported on
 
 from helpers.aws.context import AwsConfigError, AwsContext, connect
 from helpers.aws.dryrun import DryRun
-from helpers.aws.endpoint import Deployment, cleanup, deploy, invoke
+from helpers.aws.endpoint import Deployment, cleanup, deploy, invoke, try_endpoint
 from helpers.aws.jobs import NotebookJob, notebook_job
 from helpers.aws.package import package_model
 from helpers.aws.s3sync import ChecksumMismatch, list_objects, pull, push
@@ -34,4 +35,5 @@ __all__ = [
     "package_model",
     "pull",
     "push",
+    "try_endpoint",
 ]

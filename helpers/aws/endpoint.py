@@ -115,6 +115,29 @@ def deploy(
     return Deployment(name, model_data, image, instance_type, ctx.region)
 
 
+def try_endpoint(
+    ctx: AwsContext,
+    run_dir: str | os.PathLike,
+    image: bytes | str | os.PathLike,
+    instance_type: str = DEFAULT_INSTANCE,
+    classifier: str | None = "best",
+    keep: bool = False,
+    **options: Any,
+) -> tuple[Deployment, dict[str, Any]]:
+    """Deploy, caption `image` on the new endpoint, then delete it all unless `keep`, also when a step fails.
+
+    What notebook 07 runs: an endpoint is billed while it exists, so a failed deployment or call must not
+    leave one behind. Returns the deployment and the endpoint's answer.
+    """
+    name = endpoint_name()
+    try:
+        dep = deploy(ctx, run_dir, instance_type, name=name, classifier=classifier)
+        return dep, invoke(ctx, name, image, **options)
+    finally:
+        if not keep:
+            cleanup(ctx, name)
+
+
 def request_body(image: bytes | str | os.PathLike, **options: Any) -> tuple[bytes, str]:
     """(body, content type): the raw image, or JSON with the image in base64 when options are given."""
     import base64

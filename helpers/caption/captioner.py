@@ -25,10 +25,11 @@ DETAILS = ("short", "detailed")
 
 
 def detail_decoding(decoding: DecodeConfig, detail: str) -> DecodeConfig:
-    """ "short": `decoding` as given. "detailed": beam search (width >= 5) that favours longer captions.
+    """`decoding` as given for "short"; for "detailed", a beam search (width >= 5) favouring longer captions.
 
     A length penalty of 2.0 divides a hypothesis' log-probability by length**2, so longer complete
-    captions win over short ones; 3-gram blocking keeps them from looping.
+    captions win over short ones; 4-gram blocking keeps them from looping (3-gram blocking would forbid
+    templates such as "a red circle at the top and a blue circle at the bottom": "circle at the" twice).
     """
     if detail not in DETAILS:
         raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
@@ -39,7 +40,7 @@ def detail_decoding(decoding: DecodeConfig, detail: str) -> DecodeConfig:
         strategy="beam",
         num_beams=max(decoding.num_beams, 5),
         length_penalty=2.0,
-        no_repeat_ngram_size=3,
+        no_repeat_ngram_size=4,
         max_new_tokens=2 * decoding.max_new_tokens,
     )
 

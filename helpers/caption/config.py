@@ -13,12 +13,12 @@ from helpers.caption.decode import DecodeConfig
 from helpers.caption.features import EncoderConfig
 from helpers.caption.model import SMALL_GPT2, PrefixConfig
 from helpers.caption.train import TrainConfig
-from helpers.config import RunPaths, check_preset, pick
+from helpers.config import RunPaths, preset_knobs, require_data_source
 
 #: The synthetic Flickr8k-style world of the smoke preset (helpers.data.ensure_synthetic_flickr kwargs):
 #: 600 pictures (480 train / 60 val / 60 test), five captions each, of one or two circles in four colours
 #: and four relations. Circles only, because the random-init smoke encoder cannot see shape: a linear
-#: probe on its features names the shape of an object at chance (0.20 for five shapes, 0.45 for three)
+#: probe on its features names the shape of an object near chance (0.20 of five, 0.45 of three)
 #: while it names colours (~0.9) and the layout (~0.96) well. With shapes the captions would be partly
 #: unlearnable for this encoder; the full preset's ImageNet features have no such limit.
 SMOKE_FLICKR = {"num_images": 600, "seed": 0, "image_size": 96, "shapes": ("circle",)}
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {"smoke": SMALL_GPT2, "sample": SMALL_GPT2, "full": "gpt2"},
     "prefix_length": {"smoke": 4, "sample": 4, "full": 10},
     "freeze_gpt2": {"smoke": False, "sample": False, "full": False},
-    "epochs": {"smoke": 4, "sample": 1, "full": 10},
+    "epochs": {"smoke": 4, "sample": 2, "full": 10},
     "batch_size": {"smoke": 32, "sample": 32, "full": 40},
     # From-scratch small GPT-2 needs a large rate; pretrained GPT-2 is fine-tuned gently (ClipCap's 2e-5).
     "lr": {"smoke": 1e-3, "sample": 1e-3, "full": 2e-5},
@@ -82,44 +82,48 @@ class CaptionConfig:
         mapper: str = "mlp",
     ) -> CaptionConfig:
         """Knobs left as None take the preset's default."""
-        check_preset(preset)
-        if preset == "sample" and data_source is None:
-            raise ValueError(
-                "the sample preset needs data_source: a Flickr8k-style folder (e.g. <data-dir>/flickr8k)"
-            )
         paths = RunPaths.for_run(preset, run_dir)
-        spec = pick(preset, encoder, DEFAULTS["encoder"])
+        require_data_source(preset, data_source, "a Flickr8k-style folder (e.g. <data-dir>/flickr8k)")
+        knobs = preset_knobs(
+            preset,
+            DEFAULTS,
+            encoder=encoder,
+            prefix_length=prefix_length,
+            freeze_gpt2=freeze_gpt2,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            decoding=decoding,
+        )
         enc = EncoderConfig.from_spec(
-            spec, paths.models, DEFAULTS["weights"][preset], DEFAULTS["input_size"][preset], seed
+            knobs["encoder"], paths.models, knobs["weights"], knobs["input_size"], seed
         )
         prefix = PrefixConfig(
             feature_dim=1,  # placeholder until the encoder is built
-            prefix_length=pick(preset, prefix_length, DEFAULTS["prefix_length"]),
+            prefix_length=knobs["prefix_length"],
             mapper=mapper,
-            gpt2=DEFAULTS["gpt2"][preset],
-            freeze_gpt2=pick(preset, freeze_gpt2, DEFAULTS["freeze_gpt2"]),
+            gpt2=knobs["gpt2"],
+            freeze_gpt2=knobs["freeze_gpt2"],
         )
         train = TrainConfig(
-            epochs=pick(preset, epochs, DEFAULTS["epochs"]),
-            batch_size=pick(preset, batch_size, DEFAULTS["batch_size"]),
-            lr=pick(preset, lr, DEFAULTS["lr"]),
-            max_tokens=DEFAULTS["max_tokens"][preset],
+            epochs=knobs["epochs"],
+            batch_size=knobs["batch_size"],
+            lr=knobs["lr"],
+            max_tokens=knobs["max_tokens"],
             seed=seed,
         )
-        dec = DecodeConfig.parse(
-            pick(preset, decoding, DEFAULTS["decoding"]), max_new_tokens=DEFAULTS["max_new_tokens"][preset]
-        )
+        dec = DecodeConfig.parse(knobs["decoding"], max_new_tokens=knobs["max_new_tokens"])
         return cls(
             preset,
             paths,
             data_source,
-            spec,
+            knobs["encoder"],
             enc,
             prefix,
             train,
             dec,
             seed,
-            max_train_images=DEFAULTS["max_train_images"][preset],
+            max_train_images=knobs["max_train_images"],
             synthetic=dict(SMOKE_FLICKR, seed=seed) if preset == "smoke" else {},
         )
 

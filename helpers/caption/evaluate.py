@@ -104,6 +104,27 @@ def training_summary(model: PrefixCaptioner, history: pd.DataFrame) -> dict[str,
     }
 
 
+def write_test_captions(
+    cfg: CaptionConfig, references: dict[str, list[str]], model_caps: list[str], blind_caps: list[str]
+) -> dict[str, dict]:
+    """run_dir/captions/test_captions.json: per test image, both variants' captions and the references."""
+    per_image = {
+        n: {"model": m, "blind": b, "references": references[n]}
+        for n, m, b in zip(references, model_caps, blind_caps, strict=True)
+    }
+    io.write_json(cfg.paths.captions / "test_captions.json", per_image)
+    return per_image
+
+
+def run_record(cache: FeatureCache, scoring: dict, trained: dict[str, tuple]) -> dict[str, Any]:
+    """What the metrics file records beside the scores: test size, scoring, features, both trainings."""
+    return {
+        "scoring": scoring,
+        "features": cache.config,
+        "training": {name: training_summary(model, history) for name, (model, history) in trained.items()},
+    }
+
+
 def write_metrics(
     cfg: CaptionConfig, model_metrics: dict[str, dict], blind_metrics: dict[str, dict], extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -157,11 +178,9 @@ def conclusion(metrics: dict[str, Any], names: int) -> str:
 
 def find_classifier(paths) -> str | None:
     """The best trained classifier's folder: compare/best.json's pick, else the highest val top-1."""
-    best = paths.compare / "best.json"
-    if best.is_file():
-        folder = io.read_json(best)["model_dir"]
-        if (paths.root / folder / "model.keras").is_file():  # absolute paths stay absolute under `/`
-            return str(paths.root / folder)
+    folder = paths.best_classifier()
+    if folder is not None and (folder / "model.keras").is_file():
+        return str(folder)
     found = sorted(p.parent for p in paths.models.glob("*/model.keras"))
     if not found:
         return None

@@ -51,38 +51,44 @@ def _wrap(text: str, width: int = 38) -> str:
     return "\n".join(textwrap.wrap(text, width)) or "(empty)"
 
 
+def _captioned_grid(
+    images: Sequence[np.ndarray], titles: list[str], cols: int, panel: tuple[float, float], **imshow
+):
+    """The images in rows of `cols`, each with its (multi-line) title; `panel`: (width, height) in inches."""
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], **imshow)
+            ax.set_title(titles[i], fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
 def plot_examples(
     images: Sequence[np.ndarray], generated: dict[str, list[str]], references: list[list[str]], cols: int = 4
 ):
     """Test images with each variant's caption and two reference captions underneath."""
-    rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 5.2 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(images):
-            continue
-        ax.imshow(images[i])
-        lines = [f"{label}: {_wrap(caps[i])}" for label, caps in generated.items()]
-        lines += [f"ref: {_wrap(r)}" for r in references[i][:2]]
-        ax.set_title("\n".join(lines), fontsize=8, loc="left")
-    fig.tight_layout()
-    return fig
+    titles = [
+        "\n".join(
+            [f"{label}: {_wrap(caps[i])}" for label, caps in generated.items()]
+            + [f"ref: {_wrap(r)}" for r in references[i][:2]]
+        )
+        for i in range(len(images))
+    ]
+    return _captioned_grid(images, titles, cols, panel=(4, 5.2))
 
 
 def plot_cifar_captions(
     images: np.ndarray, captions: list[str], truth: list[str], top1: list[str] | None = None, cols: int = 4
 ):
     """CIFAR-100 test images with the generated caption, the true class and a classifier's top-1 if given."""
-    rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.0 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(images):
-            continue
-        ax.imshow(images[i], interpolation="nearest")
-        lines = [_wrap(captions[i], 30), f"true class: {truth[i]}"]
-        if top1 is not None:
-            lines.append(f"classifier top-1: {top1[i]}")
-        ax.set_title("\n".join(lines), fontsize=8, loc="left")
-    fig.tight_layout()
-    return fig
+    titles = [
+        "\n".join(
+            [_wrap(captions[i], 30), f"true class: {truth[i]}"]
+            + ([f"classifier top-1: {top1[i]}"] if top1 is not None else [])
+        )
+        for i in range(len(images))
+    ]
+    return _captioned_grid(images, titles, cols, panel=(3.4, 4.0), interpolation="nearest")

@@ -64,7 +64,7 @@ def pick_best(table: pd.DataFrame, paths: RunPaths) -> dict[str, Any]:
     row = table.loc[name]
     return {
         "name": name,
-        "model_dir": str(paths.model(name)),
+        "model_dir": paths.relative(paths.model(name)),  # stays valid when the run folder moves
         "selected_by": "val_top1",
         **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
     }
@@ -75,7 +75,7 @@ def write_outputs(paths: RunPaths, table: pd.DataFrame, best: dict[str, Any]) ->
     buf = _io.StringIO()
     table.to_csv(buf)
     io.write_text(paths.compare / "comparison.csv", buf.getvalue())
-    io.write_json(paths.compare / "best.json", best)
+    io.write_json(paths.best, best)
 
 
 def conclusion(table: pd.DataFrame, missing: list[str], best: dict[str, Any]) -> str:

@@ -14,42 +14,22 @@ from helpers.config import RunPaths, check_preset
 # weights at the backbone's 224x224, epochs sized for one T4 (ml.g4dn.xlarge, see the README).
 # VGG16 from random weights needs a 10x smaller learning rate than the BatchNorm nets to move at all.
 _SMALL = {"input_size": 32, "weights": None, "batch_size": 32}
+_FULL = {"input_size": 224, "weights": "imagenet", "head_epochs": 2, "lr": 1e-3}
 PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "vgg16": {
         "smoke": {**_SMALL, "head_epochs": 1, "finetune_epochs": 1, "lr": 1e-4},
         "sample": {**_SMALL, "head_epochs": 1, "finetune_epochs": 1, "lr": 1e-4},
-        "full": {
-            "input_size": 224,
-            "weights": "imagenet",
-            "batch_size": 64,
-            "head_epochs": 2,
-            "finetune_epochs": 6,
-            "lr": 1e-3,
-        },
+        "full": {**_FULL, "batch_size": 64, "finetune_epochs": 6},
     },
     "resnet50": {
         "smoke": {**_SMALL, "head_epochs": 1, "finetune_epochs": 1, "lr": 1e-3},
         "sample": {**_SMALL, "head_epochs": 1, "finetune_epochs": 1, "lr": 1e-3},
-        "full": {
-            "input_size": 224,
-            "weights": "imagenet",
-            "batch_size": 64,
-            "head_epochs": 2,
-            "finetune_epochs": 8,
-            "lr": 1e-3,
-        },
+        "full": {**_FULL, "batch_size": 64, "finetune_epochs": 8},
     },
     "mobilenet_v2": {
         "smoke": {**_SMALL, "head_epochs": 4, "finetune_epochs": 2, "lr": 3e-3},
         "sample": {**_SMALL, "head_epochs": 2, "finetune_epochs": 1, "lr": 3e-3},
-        "full": {
-            "input_size": 224,
-            "weights": "imagenet",
-            "batch_size": 128,
-            "head_epochs": 2,
-            "finetune_epochs": 10,
-            "lr": 1e-3,
-        },
+        "full": {**_FULL, "batch_size": 128, "finetune_epochs": 10},
     },
 }
 

@@ -8,11 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from helpers.config import RunPaths, pick
+from helpers.config import RunPaths, preset_knobs, require_data_source
 from helpers.data.prepared import Prepared, Split, split_indices
 
 #: Synthetic CIFAR-format data for the smoke preset: 10 shape x colour x texture classes.
 SMOKE_CIFAR = {"num_classes": 10, "train_per_class": 100, "test_per_class": 20, "seed": 0}
+
+#: Knob -> preset -> default (the sample preset's data_source must be given).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "data_source": {"smoke": "synthetic", "sample": None, "full": "keras"},
+    "samples_per_class": {"smoke": None, "sample": None, "full": 500},
+    "val_fraction": {"smoke": 0.1, "sample": 0.2, "full": 0.1},
+}
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,15 @@ class PreprocessConfig:
         seed: int = 0,
     ) -> PreprocessConfig:
         paths = RunPaths.for_run(preset, run_dir)
-        if preset == "sample" and data_source is None:
-            raise ValueError("the sample preset needs data_source: a cifar-100-python folder or .tar.gz")
-        return cls(
-            preset=preset,
-            run_dir=str(paths.root),
-            data_source=pick(preset, data_source, {"smoke": "synthetic", "sample": None, "full": "keras"}),
-            samples_per_class=pick(preset, samples_per_class, {"smoke": None, "sample": None, "full": 500}),
-            val_fraction=pick(preset, val_fraction, {"smoke": 0.1, "sample": 0.2, "full": 0.1}),
-            seed=seed,
+        require_data_source(preset, data_source, "a cifar-100-python folder or .tar.gz")
+        knobs = preset_knobs(
+            preset,
+            DEFAULTS,
+            data_source=data_source,
+            samples_per_class=samples_per_class,
+            val_fraction=val_fraction,
         )
+        return cls(preset=preset, run_dir=str(paths.root), seed=seed, **knobs)
 
     @property
     def paths(self) -> RunPaths:

@@ -78,9 +78,8 @@ def _cifar_split(num_classes: int, per_class: int, rng: np.random.Generator) -> 
     return np.stack([_cifar_image(int(c), rng) for c in labels]), labels.astype(np.int64)
 
 
-def _cifar_config(
-    num_classes: int = 10, train_per_class: int = 100, test_per_class: int = 20, seed: int = 0
-) -> dict[str, Any]:
+def _cifar_config(num_classes: int, train_per_class: int, test_per_class: int, seed: int) -> dict[str, Any]:
+    """The checked configuration, as the stamp beside the folder records it."""
     if not 1 <= num_classes <= MAX_CLASSES:
         raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
     if train_per_class < 1 or test_per_class < 1:
@@ -95,21 +94,14 @@ def _cifar_config(
     }
 
 
-def write_synthetic_cifar(
-    dest: str | Path,
-    num_classes: int = 10,
-    train_per_class: int = 100,
-    test_per_class: int = 20,
-    seed: int = 0,
-) -> Path:
-    """Write ``dest/cifar-100-python`` (train, test, meta pickles exactly as the original) and return it."""
-    config = _cifar_config(num_classes, train_per_class, test_per_class, seed)
+def _cifar_data(num_classes: int, train_per_class: int, test_per_class: int, seed: int) -> CifarData:
+    """The pictures and labels, with coarse labels (the shape) and class names as in the original."""
     rng = np.random.default_rng(seed)
     x_train, y_train = _cifar_split(num_classes, train_per_class, rng)
     x_test, y_test = _cifar_split(num_classes, test_per_class, rng)
     names = ["_".join(cifar_class(c)) for c in range(num_classes)]
     shape_of = np.array([c % len(draw.SHAPES) for c in range(num_classes)], dtype=np.int64)
-    data = CifarData(
+    return CifarData(
         x_train,
         y_train,
         shape_of[y_train],
@@ -120,7 +112,27 @@ def write_synthetic_cifar(
         coarse_label_names=list(draw.SHAPES),
         source="synthetic",
     )
-    return _publish(Path(dest), "cifar-100-python", config, lambda folder: save_cifar100(folder, data))
+
+
+def write_synthetic_cifar(
+    dest: str | Path,
+    num_classes: int = 10,
+    train_per_class: int = 100,
+    test_per_class: int = 20,
+    seed: int = 0,
+    *,
+    reuse: bool = False,
+) -> Path:
+    """Write ``dest/cifar-100-python`` (train, test, meta pickles exactly as the original) and return it.
+
+    With ``reuse``, a folder written earlier with the same configuration is returned as it is.
+    """
+    config = _cifar_config(num_classes, train_per_class, test_per_class, seed)
+
+    def build(folder: Path) -> None:
+        save_cifar100(folder, _cifar_data(num_classes, train_per_class, test_per_class, seed))
+
+    return _publish(Path(dest), "cifar-100-python", config, build, reuse)
 
 
 # ---- Flickr8k-style -----------------------------------------------------------------------------------
@@ -206,6 +218,19 @@ def _image_ids(n: int, rng: np.random.Generator) -> list[str]:
     return list(ids)
 
 
+def _flickr_pictures(
+    num_images: int, seed: int, image_size: int, colours: tuple[str, ...], shapes: tuple[str, ...]
+) -> tuple[list[str], list[dict], list[bytes]]:
+    """(file names, scenes, JPEG bytes) of every picture, in an order independent of generation."""
+    rng = np.random.default_rng(seed)
+    names = _image_ids(num_images, rng)
+    scenes = [_scene(rng, colours, shapes) for _ in names]
+    jpegs = [_flickr_jpeg(s, image_size, rng) for s in scenes]
+    order = rng.permutation(num_images)  # split assignment independent of generation order
+    names, scenes, jpegs = ([seq[i] for i in order] for seq in (names, scenes, jpegs))
+    return names, scenes, jpegs
+
+
 def _write_flickr(folder: Path, names: list[str], scenes: list[dict], jpegs: list[bytes], fmt: str) -> None:
     for name, data in zip(names, jpegs, strict=True):
         hio.write_bytes(folder / "Images" / name, data)
@@ -229,13 +254,14 @@ def _write_flickr(folder: Path, names: list[str], scenes: list[dict], jpegs: lis
 
 
 def _flickr_config(
-    num_images: int = 400,
-    seed: int = 0,
-    image_size: int = 96,
-    colours: tuple[str, ...] = FLICKR_COLOURS,
-    shapes: tuple[str, ...] = FLICKR_SHAPES,
-    caption_format: str = "token",
+    num_images: int,
+    seed: int,
+    image_size: int,
+    colours: tuple[str, ...],
+    shapes: tuple[str, ...],
+    caption_format: str,
 ) -> dict[str, Any]:
+    """The checked configuration, as the stamp beside the folder records it."""
     unknown = [c for c in colours if c not in draw.COLOURS] + [s for s in shapes if s not in draw.SHAPES]
     if unknown:
         raise ValueError(f"unknown colours/shapes {unknown}; choose from {list(draw.COLOURS)}, {draw.SHAPES}")
@@ -263,22 +289,23 @@ def write_synthetic_flickr(
     colours: tuple[str, ...] = FLICKR_COLOURS,
     shapes: tuple[str, ...] = FLICKR_SHAPES,
     caption_format: str = "token",
+    *,
+    reuse: bool = False,
 ) -> Path:
     """Write ``dest/flickr8k`` (Images/*.jpg, captions file, split lists ~80/10/10) and return it.
 
     ``caption_format``: "token" writes ``Flickr8k.token.txt``, "csv" writes ``captions.txt``. The facts of
-    every picture are also saved in ``synthetic_scenes.json`` (the loaders ignore it).
+    every picture are also saved in ``synthetic_scenes.json`` (the loaders ignore it). With ``reuse``, a
+    folder written earlier with the same configuration is returned as it is.
     """
-    config = _flickr_config(num_images, seed, image_size, tuple(colours), tuple(shapes), caption_format)
-    rng = np.random.default_rng(seed)
-    names = _image_ids(num_images, rng)
-    scenes = [_scene(rng, tuple(colours), tuple(shapes)) for _ in names]
-    jpegs = [_flickr_jpeg(s, image_size, rng) for s in scenes]
-    order = rng.permutation(num_images)  # split assignment independent of generation order
-    names, scenes, jpegs = ([seq[i] for i in order] for seq in (names, scenes, jpegs))
-    return _publish(
-        Path(dest), "flickr8k", config, lambda f: _write_flickr(f, names, scenes, jpegs, caption_format)
-    )
+    colours, shapes = tuple(colours), tuple(shapes)
+    config = _flickr_config(num_images, seed, image_size, colours, shapes, caption_format)
+
+    def build(folder: Path) -> None:
+        pictures = _flickr_pictures(num_images, seed, image_size, colours, shapes)
+        _write_flickr(folder, *pictures, caption_format)
+
+    return _publish(Path(dest), "flickr8k", config, build, reuse)
 
 
 # ---- write once, rewrite when the configuration changes --------------------------------------------------
@@ -286,10 +313,18 @@ def _stamp(dest: Path, name: str) -> Path:
     return dest / f"{name}.synthetic.json"
 
 
-def _publish(dest: Path, name: str, config: dict[str, Any], build: Callable[[Path], Any]) -> Path:
-    """Build into a temporary folder, then swap it in as ``dest/name`` and record `config` beside it."""
+def _publish(
+    dest: Path, name: str, config: dict[str, Any], build: Callable[[Path], Any], reuse: bool = False
+) -> Path:
+    """Build into a temporary folder, then swap it in as ``dest/name`` and record `config` beside it.
+
+    With `reuse`, a ``dest/name`` whose recorded config is `config` is kept and nothing is built.
+    """
     target, stamp = dest / name, _stamp(dest, name)
-    if target.exists() and not stamp.is_file():
+    recorded = hio.read_json(stamp) if stamp.is_file() else None
+    if reuse and target.is_dir() and recorded == json.loads(json.dumps(config)):
+        return target
+    if target.exists() and recorded is None:
         raise FileExistsError(
             f"{target} exists and was not written by the synthetic generator; not replacing it (delete it "
             "to have it generated)"
@@ -308,24 +343,11 @@ def _publish(dest: Path, name: str, config: dict[str, Any], build: Callable[[Pat
     return target
 
 
-def _current(dest: Path, name: str, config: dict[str, Any]) -> bool:
-    stamp = _stamp(dest, name)
-    return (
-        (dest / name).is_dir() and stamp.is_file() and hio.read_json(stamp) == json.loads(json.dumps(config))
-    )
-
-
 def ensure_synthetic_cifar(sources_dir: str | Path, **kw: Any) -> Path:
     """``sources_dir/cifar-100-python``, written only if absent or made with a different configuration."""
-    dest = Path(sources_dir)
-    if _current(dest, "cifar-100-python", _cifar_config(**kw)):
-        return dest / "cifar-100-python"
-    return write_synthetic_cifar(dest, **kw)
+    return write_synthetic_cifar(sources_dir, **kw, reuse=True)
 
 
 def ensure_synthetic_flickr(sources_dir: str | Path, **kw: Any) -> Path:
     """``sources_dir/flickr8k``, written only if absent or made with a different configuration."""
-    dest = Path(sources_dir)
-    if _current(dest, "flickr8k", _flickr_config(**kw)):
-        return dest / "flickr8k"
-    return write_synthetic_flickr(dest, **kw)
+    return write_synthetic_flickr(sources_dir, **kw, reuse=True)

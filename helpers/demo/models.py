@@ -73,16 +73,12 @@ def classifier_dir(paths: RunPaths, classifier: str | None = None) -> Path:
         given = Path(classifier).expanduser()
         folder = given if given.is_absolute() or given.exists() else paths.model(classifier)
     else:
-        best_file = paths.compare / "best.json"
-        if not best_file.is_file():
+        folder = paths.best_classifier()
+        if folder is None:
             raise FileNotFoundError(
-                f"no classifier chosen: {best_file} does not exist; run 05-compare first "
+                f"no classifier chosen: {paths.best} does not exist; run 05-compare first "
                 "or set the `classifier` parameter to a model name such as 'mobilenet'"
             )
-        best = io.read_json(best_file)
-        folder = paths.root / best["model_dir"]  # an absolute model_dir stays as it is
-        if not folder.is_dir() and "name" in best:
-            folder = paths.model(best["name"])  # the run folder was moved or copied since 05 ran
     if not folder.is_dir():
         raise FileNotFoundError(f"classifier folder {folder} does not exist; train it first (02-04)")
     return folder
