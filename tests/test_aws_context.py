@@ -95,3 +95,12 @@ def test_a_user_identity_is_not_a_role():
     )
     with pytest.raises(AwsConfigError, match="not a role.*CAPTION_ROLE_ARN"):
         _ = ctx.role
+
+
+def test_missing_credentials_are_named_before_any_request(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to fall back on here
+    with pytest.raises(AwsConfigError, match="no AWS credentials.*aws configure"):
+        connect()
+    assert connect(dry_run=True).dry_run is not None  # a dry run sends nothing, so it needs none

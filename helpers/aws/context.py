@@ -148,6 +148,12 @@ def connect(
     name, source = resolve_region(region)
     sdk_region_env(name)
     session = boto3.Session(region_name=name)
+    if not dry_run and session.get_credentials() is None:
+        raise AwsConfigError(
+            "no AWS credentials: on a SageMaker notebook instance they come from its role; elsewhere run "
+            "`aws configure`, set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "or do a dry run (dry_run=True, --dry-run)"
+        )
     recorder = (dry_run if isinstance(dry_run, DryRun) else DryRun()) if dry_run else None
     if recorder is not None:
         recorder.attach(session)  # before any client exists: clients copy the session's event hooks
