@@ -73,7 +73,7 @@ def test_encoder_graph_gives_the_eager_features_for_any_batch_size_from_one_trac
         x = tf.concat([preprocess_batch(img[None], get_backbone("vgg16"), 32) for img in batch], axis=0)
         eager = np.asarray(encoder.model(x, training=False))
         np.testing.assert_allclose(encoder.encode(batch), eager, rtol=1e-5, atol=1e-6)
-    assert encoder._inference_graph(32).experimental_get_tracing_count() == 1  # no retracing per batch size
+    assert encoder._inference.experimental_get_tracing_count() == 1  # no retracing per batch size
 
 
 def test_encoder_spec_names_a_backbone_or_a_trained_classifier(tmp_path):

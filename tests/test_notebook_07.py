@@ -48,31 +48,26 @@ def test_demo_captions_match_notebook_06(smoke_run):
 def test_deploy_cells_in_a_dry_run_build_every_request_and_send_none(smoke_run, tmp_path):
     """07 with deploy=True, deploy_dry_run=True: the real packaging and SDK path, nothing reaches AWS."""
     import boto3
-    import nbformat
+    from notebook_support import displayed_text
 
     from helpers.pipeline import notebooks_dir, run_one
 
     run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06", "07")
-    params = {"preset": "smoke", "run_dir": str(run_dir), "deploy": True, "deploy_dry_run": True}
     out = tmp_path / "07-deploy.ipynb"
-    run_one(
-        notebooks_dir() / "07-caption-demo.ipynb", out, {**params, "deploy_instance_type": "ml.g4dn.xlarge"}
-    )
-    text = "".join(
-        o.get("text", "")
-        + str(o.get("data", {}).get("text/plain", ""))
-        + str(o.get("data", {}).get("text/markdown", ""))
-        for cell in nbformat.read(out, as_version=4).cells
-        for o in cell.get("outputs", [])
-    )
+    params = {"preset": "smoke", "run_dir": str(run_dir), "deploy": True, "deploy_dry_run": True}
+    params["deploy_instance_type"] = "ml.g4dn.xlarge"
+    run_one(notebooks_dir() / "07-caption-demo.ipynb", out, params)
+    text = displayed_text(out)
     requests = [line.split()[2] for line in text.splitlines() if line.startswith("[dry run] ")]
     order = [
         "s3.PutObject",
         "sagemaker.CreateModel",
         "sagemaker.CreateEndpointConfig",
         "sagemaker.CreateEndpoint",
+        "sagemaker-runtime.InvokeEndpoint",
+        "sagemaker.DeleteEndpoint",
+        "sagemaker.DeleteModel",
     ]
-    order += ["sagemaker-runtime.InvokeEndpoint", "sagemaker.DeleteEndpoint", "sagemaker.DeleteModel"]
     positions = [requests.index(op) for op in order]
     assert positions == sorted(positions) and requests[-1] == "s3.DeleteObject", requests
     config = next(line for line in text.splitlines() if "sagemaker.CreateEndpointConfig" in line)

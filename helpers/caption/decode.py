@@ -172,8 +172,10 @@ def _patch(model: nn.Module) -> list[nn.Module]:
             for module in filter(_packable, model.modules()):
                 module.forward = _packed_forward(module, *_pack(module))
                 patched.append(module)
-    except RuntimeError:  # oneDNN without these kernels on this machine: everything stays stock
+    except RuntimeError as err:  # oneDNN without these kernels on this machine: everything stays stock
         _unpatch(patched)
+        message = f"prepacked oneDNN kernels unavailable, decoding with PyTorch's defaults: {err}"
+        warnings.warn(message, stacklevel=2)
         return []
     return patched
 
