@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, emit
-from helpers import io
+from helpers import artifacts
 
 SERIES = ("01", "02", "03", "04", "05", "06", "07")  # the seven notebooks of the series
 
@@ -39,7 +39,7 @@ def timable(numbers: list[str]) -> list[str]:
 
 def papermill_seconds(executed: Path) -> float | None:
     """Cell execution seconds papermill recorded in an executed notebook (no kernel start-up), or None."""
-    meta = io.read_json(executed).get("metadata", {}).get("papermill", {})
+    meta = artifacts.read_json(executed).get("metadata", {}).get("papermill", {})
     return meta.get("duration")
 
 
@@ -48,7 +48,7 @@ def from_run(run_dir: str | Path) -> dict[str, Any]:
     copies that timings.json lacks (the runner rewrites it on every call, so runs made one notebook at a
     time keep only the last)."""
     folder = Path(run_dir).resolve() / "notebooks"
-    data = io.read_json(folder / "timings.json")
+    data = artifacts.read_json(folder / "timings.json")
     seconds, source = dict(data["seconds"]), dict.fromkeys(data["seconds"], "timings.json")
     for executed in sorted(folder.glob("[0-9][0-9]-*.ipynb")):
         if executed.stem not in seconds and (took := papermill_seconds(executed)) is not None:

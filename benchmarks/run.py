@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.common import ROOT, busy_cpu_seconds, children_cpu_seconds, machine, run_worker
 from benchmarks.report import render
-from helpers import io
+from helpers import artifacts
 from helpers.runtime import versions
 
 #: benchmark name -> the module run as its worker process
@@ -83,7 +83,7 @@ def run_all(quick: bool, only: list[str], from_run: str | None, out_dir: Path) -
         "command": command,
     }
     previous = out_dir / "results.json"
-    old = carried_over(io.read_json(previous), quick, only) if previous.is_file() else {"from": {}}
+    old = carried_over(artifacts.read_json(previous), quick, only) if previous.is_file() else {"from": {}}
     for name in only:
         print(f"[{name}] running ...", flush=True)
         results[name] = run_one(name, quick, from_run)
@@ -93,8 +93,8 @@ def run_all(quick: bool, only: list[str], from_run: str | None, out_dir: Path) -
     if old["from"]:
         results.update(old["sections"])
         results["carried_over"] = old["from"]
-    io.write_json(out_dir / "results.json", results)
-    io.write_text(out_dir / "results.md", render(results))
+    artifacts.write_json(out_dir / "results.json", results)
+    artifacts.write_text(out_dir / "results.md", render(results))
     return results
 
 

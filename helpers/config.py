@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import io
+from helpers import artifacts
 
 PRESETS = ("smoke", "sample", "full")
 
@@ -130,7 +130,7 @@ class RunPaths:
         """
         if not self.best.is_file():
             return None
-        best = io.read_json(self.best)
+        best = artifacts.read_json(self.best)
         folder = self.root / best["model_dir"]  # an absolute model_dir stays as it is
         if not folder.is_dir() and "name" in best:
             folder = self.model(best["name"])

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import KERNEL_NAME, io
+from helpers import KERNEL_NAME, artifacts
 from helpers.config import PRESETS, RunPaths, project_root
 
 #: Which sub-folder of --data-dir each notebook's `data_source` parameter points at.
@@ -129,7 +129,7 @@ def run_series(
     notebooks = select(sorted(notebooks_dir().glob("[0-9][0-9]-*.ipynb")), only)
     timings: dict[str, float] = {}
     timings_file = paths.notebooks / "timings.json"
-    earlier = io.read_json(timings_file)["seconds"] if timings_file.is_file() else {}
+    earlier = artifacts.read_json(timings_file)["seconds"] if timings_file.is_file() else {}
     print(f"run folder: {paths.root}", flush=True)
     for i, nb in enumerate(notebooks, 1):
         params = parameters_for(nb, preset, paths, data, extra or {})
@@ -137,7 +137,7 @@ def run_series(
         seconds = run_one(nb, paths.notebooks / nb.name, params, timeout)
         timings[nb.stem] = round(seconds, 1)
         print(f"    done in {seconds:.1f} s", flush=True)
-        io.write_json(timings_file, {"preset": preset, "seconds": {**earlier, **timings}})
+        artifacts.write_json(timings_file, {"preset": preset, "seconds": {**earlier, **timings}})
     print(f"all {len(notebooks)} notebooks done in {sum(timings.values()):.1f} s", flush=True)
     return timings
 

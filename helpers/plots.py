@@ -1,6 +1,6 @@
 """Figures of the classifier notebooks: image grids, training curves, confusion matrices, comparisons.
 
-Every function returns a matplotlib Figure; notebooks save it with `helpers.io.save_figure` and show it.
+Every function returns a matplotlib Figure; notebooks save it (`helpers.artifacts.save_figure`) and show it.
 """
 
 from __future__ import annotations

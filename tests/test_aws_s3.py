@@ -6,9 +6,9 @@ import boto3
 import pytest
 from aws_support import BUCKET, aws_env, fake_run, moto_server  # noqa: F401
 
+from helpers.artifacts import sha256_file
 from helpers.aws import ChecksumMismatch, connect, list_objects, pull, push
 from helpers.aws.__main__ import main as cli
-from helpers.io import sha256_file
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # fresh moto state and AWS variables per test
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify import compare
 from helpers.classify.evaluate import (
     confusion_matrix,
@@ -74,9 +74,9 @@ def _metrics(name: str, train: float, val: float, test: float) -> dict:
 
 def test_compare_table_best_and_missing(tmp_path):
     paths = RunPaths(tmp_path / "run")
-    io.write_json(paths.model("vgg16") / "metrics.json", _metrics("vgg16", 0.99, 0.60, 0.62))
-    io.write_json(paths.model("resnet50") / "metrics.json", _metrics("resnet50", 0.80, 0.75, 0.70))
-    io.write_text(paths.model("resnet50") / "history.csv", "epoch,accuracy,val_accuracy\n0,0.5,0.6\n")
+    artifacts.write_json(paths.model("vgg16") / "metrics.json", _metrics("vgg16", 0.99, 0.60, 0.62))
+    artifacts.write_json(paths.model("resnet50") / "metrics.json", _metrics("resnet50", 0.80, 0.75, 0.70))
+    artifacts.write_text(paths.model("resnet50") / "history.csv", "epoch,accuracy,val_accuracy\n0,0.5,0.6\n")
     table, histories, missing = compare.collect(paths)
     assert list(table.index) == ["vgg16", "resnet50"] and missing == ["mobilenet_v2"]
     assert table.loc["vgg16", "overfit_gap"] == pytest.approx(0.39)
@@ -84,7 +84,7 @@ def test_compare_table_best_and_missing(tmp_path):
     best = compare.pick_best(table, paths)
     assert best["name"] == "resnet50"
     compare.write_outputs(paths, table, best)
-    written = io.read_json(paths.compare / "best.json")
+    written = artifacts.read_json(paths.compare / "best.json")
     # relative to the run folder, never absolute: a run folder synced through S3 or moved stays valid
     assert written["model_dir"] == "models/resnet50" and written["test_top1"] == 0.70
     assert pd.read_csv(paths.compare / "comparison.csv", index_col="model").loc["vgg16", "val_top1"] == 0.60

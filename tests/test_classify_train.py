@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from classify_support import TINY, make_prepared, tiny_config
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify import BACKBONES, TrainConfig, load_classifier, predict_topk
 from helpers.classify.backbones import backbone_layer, batchnorm_layers
 from helpers.classify.callbacks import cosine_schedule
@@ -156,7 +156,7 @@ def test_finished_run_is_reloaded_and_a_new_config_starts_over(tiny, data, tmp_p
     assert ran.seen == [] and again.resumed and len(again.history) == 2
     changed = train_classifier(tiny_config(tmp_path, head_epochs=1, lr=1e-3), data, callbacks=[ran])
     assert ran.seen == [0, 1] and not changed.resumed
-    assert io.read_json(cfg.model_dir / "config.json")["lr"] == 1e-3
+    assert artifacts.read_json(cfg.model_dir / "config.json")["lr"] == 1e-3
 
 
 def test_metrics_file_and_inference_agree(tiny, data, tmp_path):
@@ -164,7 +164,7 @@ def test_metrics_file_and_inference_agree(tiny, data, tmp_path):
     result = train_classifier(cfg, data)
     ev = evaluate_classifier(result.model, cfg, data, result)
     save_metrics(ev, cfg)
-    metrics = io.read_json(cfg.model_dir / "metrics.json")
+    metrics = artifacts.read_json(cfg.model_dir / "metrics.json")
     assert set(metrics) >= METRIC_KEYS
     assert metrics["num_classes"] == 4 and metrics["epochs_run"] == 3
     assert metrics["config"]["backbone"] == "tiny" and metrics["config"]["label_names"] == data.label_names

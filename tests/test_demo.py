@@ -13,7 +13,7 @@ import demo_inputs as gen
 import numpy as np
 import pytest
 
-from helpers import io
+from helpers import artifacts
 from helpers.config import RunPaths
 from helpers.demo import (
     CaptionApp,
@@ -297,14 +297,14 @@ def test_classifier_folder_from_best_json_or_parameter(tmp_path):
     with pytest.raises(FileNotFoundError, match="run 05-compare first or set the `classifier` parameter"):
         classifier_dir(paths)
     (paths.model("mobilenet")).mkdir(parents=True)
-    io.write_json(paths.compare / "best.json", {"name": "mobilenet", "model_dir": "models/mobilenet"})
+    artifacts.write_json(paths.compare / "best.json", {"name": "mobilenet", "model_dir": "models/mobilenet"})
     assert classifier_dir(paths) == paths.model("mobilenet")
-    io.write_json(
+    artifacts.write_json(
         paths.compare / "best.json", {"name": "mobilenet", "model_dir": str(paths.model("mobilenet"))}
     )
     assert classifier_dir(paths) == paths.model("mobilenet")
     moved = {"name": "mobilenet", "model_dir": "/elsewhere/runs/smoke/models/mobilenet"}  # run folder moved
-    io.write_json(paths.compare / "best.json", moved)
+    artifacts.write_json(paths.compare / "best.json", moved)
     assert classifier_dir(paths) == paths.model("mobilenet")
     with pytest.raises(FileNotFoundError, match="models/vgg16 does not exist; train it first"):
         classifier_dir(paths, "vgg16")
@@ -319,7 +319,7 @@ def test_examples_and_captions_json(tmp_path, models):
     assert example_images(sample)[0].name == "grace_hopper.jpg"
     results = process_upload(read_files(files) + [("empty.jpg", b"")], models)
     out = write_captions(smoke.paths.demo / "captions.json", results, smoke.to_json())
-    saved = io.read_json(out)
+    saved = artifacts.read_json(out)
     assert saved["captioned"] == 3 and saved["failed"] == 1
     assert saved["config"]["preset"] == "smoke" and "numpy" in saved["versions"]
     assert saved["results"][3] == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import io
+from helpers import artifacts
 from helpers.data import load_prepared
 from helpers.data.preprocess import SMOKE_CIFAR
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.notebook
 
 def test_smoke_preprocess(smoke_run):
     run_dir = smoke_run.ensure("01")
-    manifest = io.read_json(run_dir / "data" / "manifest.json")
+    manifest = artifacts.read_json(run_dir / "data" / "manifest.json")
     n, per_class = SMOKE_CIFAR["num_classes"], SMOKE_CIFAR["train_per_class"]
     assert manifest["num_classes"] == n and len(manifest["label_names"]) == n
     counts = manifest["counts"]
@@ -33,7 +33,7 @@ def test_smoke_preprocess(smoke_run):
 
 def test_sample_preprocess_on_real_miniature(sample_run):
     run_dir = sample_run.ensure("01")
-    manifest = io.read_json(run_dir / "data" / "manifest.json")
+    manifest = artifacts.read_json(run_dir / "data" / "manifest.json")
     assert manifest["num_classes"] == 100
     assert manifest["label_names"][:3] == ["apple", "aquarium_fish", "baby"]
     assert manifest["counts"]["train"] + manifest["counts"]["val"] == 585

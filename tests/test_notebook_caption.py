@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from notebook_support import markdown_outputs
 
-from helpers import io
+from helpers import artifacts
 from helpers.caption.config import SMOKE_FLICKR, SWEEP
 from helpers.metrics import METRICS, java_available
 
@@ -35,7 +35,7 @@ def check_scores(scores: dict) -> None:
 def test_smoke_captioner_beats_the_image_blind_baseline(smoke_run):
     run_dir = smoke_run.ensure("01", "06")
     captions = run_dir / "captions"
-    metrics = io.read_json(captions / "metrics.json")
+    metrics = artifacts.read_json(captions / "metrics.json")
     check_scores(metrics["model"])
     check_scores(metrics["blind"])
     model, blind = metrics["model"]["Bleu_4"], metrics["blind"]["Bleu_4"]
@@ -49,7 +49,7 @@ def test_smoke_captioner_beats_the_image_blind_baseline(smoke_run):
     assert metrics["config"]["encoder"]["weights"] is None  # random init: no download in smoke
     assert "BLEU-4" in markdown_outputs(run_dir / "notebooks" / "06-flickr-gpt2-finetune.ipynb")
 
-    per_image = io.read_json(captions / "test_captions.json")
+    per_image = artifacts.read_json(captions / "test_captions.json")
     assert len(per_image) == metrics["test_images"] > 0
     assert len({c["model"] for c in per_image.values()}) > len({c["blind"] for c in per_image.values()})
     for variant in ("model", "blind"):
@@ -66,11 +66,11 @@ def test_smoke_captioner_folder_reproduces_the_notebooks_captions(smoke_run):
     from helpers.data import decode_image
 
     run_dir = smoke_run.ensure("01", "06")
-    per_image = io.read_json(run_dir / "captions" / "test_captions.json")
+    per_image = artifacts.read_json(run_dir / "captions" / "test_captions.json")
     cache_dir = run_dir / "captions" / "features"
-    assert io.read_json(cache_dir / "config.json")["images"] == SMOKE_FLICKR["num_images"]
-    rows = {n: i for i, n in enumerate(io.read_json(cache_dir / "index.json")["names"])}
-    cached = io.load_npy(cache_dir / "features.npy")
+    assert artifacts.read_json(cache_dir / "config.json")["images"] == SMOKE_FLICKR["num_images"]
+    rows = {n: i for i, n in enumerate(artifacts.read_json(cache_dir / "index.json")["names"])}
+    cached = artifacts.load_npy(cache_dir / "features.npy")
     assert cached.dtype == np.float16
     captioner = Captioner.load(run_dir / "captions" / "model")
     names = sorted(per_image)[:3]
@@ -85,13 +85,13 @@ def test_smoke_captioner_folder_reproduces_the_notebooks_captions(smoke_run):
 
 def test_sample_preset_runs_on_the_real_flickr8k_sample(sample_run):
     run_dir = sample_run.ensure("06")
-    metrics = io.read_json(run_dir / "captions" / "metrics.json")
+    metrics = artifacts.read_json(run_dir / "captions" / "metrics.json")
     check_scores(metrics["model"])
     check_scores(metrics["blind"])
     assert metrics["config"]["preset"] == "sample" and metrics["config"]["data_source"].endswith("flickr8k")
     assert metrics["test_images"] == 125  # the official test images present in the sample
-    features = io.read_json(run_dir / "captions" / "features" / "config.json")
+    features = artifacts.read_json(run_dir / "captions" / "features" / "config.json")
     assert features["images"] == 753 + 113 + 125  # official splits, images on disk only
-    per_image = io.read_json(run_dir / "captions" / "test_captions.json")
+    per_image = artifacts.read_json(run_dir / "captions" / "test_captions.json")
     assert all(len(c["references"]) == 5 for c in per_image.values())
     assert (run_dir / "captions" / "model" / "captioner.json").is_file()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from notebook_support import markdown_outputs
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify import load_classifier, predict_topk
 from helpers.data import load_prepared
 from helpers.data.preprocess import SMOKE_CIFAR
@@ -33,13 +33,13 @@ def test_training_notebook_learns(smoke_run, name):
     number = NOTEBOOKS[name][:2]
     run_dir = smoke_run.ensure("01", number)
     model_dir = run_dir / "models" / name
-    metrics = io.read_json(model_dir / "metrics.json")
+    metrics = artifacts.read_json(model_dir / "metrics.json")
     assert set(metrics) >= METRIC_KEYS
     assert metrics["num_classes"] == NUM_CLASSES and metrics["chance_top1"] == pytest.approx(CHANCE)
     assert metrics["test_top1"] >= 3 * CHANCE, f"{name} test top-1 {metrics['test_top1']:.2f} < 3x chance"
     assert metrics["config"]["weights"] is None and metrics["config"]["input_size"] == 32
 
-    config = io.read_json(model_dir / "config.json")
+    config = artifacts.read_json(model_dir / "config.json")
     assert config["backbone"] == name and config["num_classes"] == NUM_CLASSES
     history = pd.read_csv(model_dir / "history.csv")
     assert history["epoch"].tolist() == list(range(config["head_epochs"] + config["finetune_epochs"]))
@@ -63,10 +63,10 @@ def test_compare_notebook(smoke_run):
     table = pd.read_csv(run_dir / "compare" / "comparison.csv", index_col="model")
     assert sorted(table.index) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
-        metrics = io.read_json(run_dir / "models" / name / "metrics.json")
+        metrics = artifacts.read_json(run_dir / "models" / name / "metrics.json")
         for key in ("train_top1", "val_top1", "test_top1", "test_top5", "images_per_second"):
             assert table.loc[name, key] == pytest.approx(metrics[key])
-    best = io.read_json(run_dir / "compare" / "best.json")
+    best = artifacts.read_json(run_dir / "compare" / "best.json")
     assert (
         table.loc[best["name"], "val_top1"] == table["val_top1"].max() and best["selected_by"] == "val_top1"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import io
+from helpers import artifacts
 from helpers.data import (
     cifar_class,
     decode_image,
@@ -83,7 +83,7 @@ def test_cifar_is_deterministic_by_seed(tmp_path: Path):
 def test_ensure_cifar_writes_once_and_rewrites_on_a_new_config(tmp_path: Path):
     folder = ensure_synthetic_cifar(tmp_path, num_classes=4, train_per_class=3, test_per_class=1)
     stamp = tmp_path / "cifar-100-python.synthetic.json"
-    assert io.read_json(stamp)["num_classes"] == 4
+    assert artifacts.read_json(stamp)["num_classes"] == 4
     before = (folder / "train").stat().st_mtime_ns
     assert ensure_synthetic_cifar(tmp_path, num_classes=4, train_per_class=3, test_per_class=1) == folder
     assert (folder / "train").stat().st_mtime_ns == before  # untouched

@@ -16,7 +16,7 @@ SHA-256.
 from __future__ import annotations
 
 import gzip
-import io as _io
+import io
 import json
 import os
 import re
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import helpers
-from helpers import io
+from helpers import artifacts
 from helpers.config import RunPaths, project_root
 from helpers.runtime import versions
 from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON
@@ -53,7 +53,7 @@ _SKIP = ("__pycache__", "checkpoints", ".ipynb_checkpoints")
 
 def best_classifier(run: RunPaths) -> str:
     """The classifier 05-compare picked (compare/best.json: "name", "best" or "model")."""
-    best = io.read_json(run.compare / "best.json")
+    best = artifacts.read_json(run.compare / "best.json")
     for key in ("name", "best", "model"):
         if isinstance(best.get(key), str):
             return best[key]
@@ -139,7 +139,7 @@ def _write_tar(out: Path, members: list[tuple[str, Path]], generated: dict[str, 
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             for name, data in sorted(generated.items()):
-                _add(tar, name, _io.BytesIO(data), len(data))
+                _add(tar, name, io.BytesIO(data), len(data))
             for name, path in members:
                 with open(path, "rb") as f:  # streamed: model weights can be hundreds of MB
                     _add(tar, name, f, path.stat().st_size)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from helpers.artifacts import sha256_file
 from helpers.aws.context import AwsContext
-from helpers.io import sha256_file
 
 SHA_KEY = "sha256"  # object metadata key: x-amz-meta-sha256
 #: Never synced: atomic-write temp files, caches and editor state.

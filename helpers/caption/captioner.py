@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import io
+from helpers import artifacts
 from helpers.caption.decode import DecodeConfig, decode_captions
 from helpers.caption.features import ImageEncoder
 from helpers.caption.model import PrefixCaptioner, load_captioner, save_captioner
@@ -62,7 +62,7 @@ class Captioner:
                 f"{folder} is not a captioner folder (no captioner.json): run notebook 06 first"
             )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        meta = io.read_json(folder / "captioner.json")
+        meta = artifacts.read_json(folder / "captioner.json")
         return cls(
             ImageEncoder.load(folder), load_captioner(folder, device), DecodeConfig(**meta["decoding"])
         )
@@ -78,7 +78,7 @@ class Captioner:
             "encoder": self.encoder.cfg.label,
             **(extra or {}),
         }
-        io.write_json(folder / "captioner.json", meta)
+        artifacts.write_json(folder / "captioner.json", meta)
         return folder
 
     def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:

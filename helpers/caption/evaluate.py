@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers import io
+from helpers import artifacts
 from helpers.caption.config import CaptionConfig
 from helpers.caption.decode import DecodeConfig, decode_captions
 from helpers.caption.features import FeatureCache
@@ -112,7 +112,7 @@ def write_test_captions(
         n: {"model": m, "blind": b, "references": references[n]}
         for n, m, b in zip(references, model_caps, blind_caps, strict=True)
     }
-    io.write_json(cfg.paths.captions / "test_captions.json", per_image)
+    artifacts.write_json(cfg.paths.captions / "test_captions.json", per_image)
     return per_image
 
 
@@ -144,7 +144,7 @@ def write_metrics(
         "versions": versions(),
         "device": device_summary(),
     }
-    io.write_json(cfg.paths.captions / "metrics.json", out)
+    artifacts.write_json(cfg.paths.captions / "metrics.json", out)
     return out
 
 
@@ -187,7 +187,7 @@ def find_classifier(paths) -> str | None:
 
     def val_top1(folder) -> float:
         metrics = folder / "metrics.json"
-        return float(io.read_json(metrics).get("val_top1", 0.0)) if metrics.is_file() else 0.0
+        return float(artifacts.read_json(metrics).get("val_top1", 0.0)) if metrics.is_file() else 0.0
 
     return str(max(found, key=val_top1))
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from helpers import io
+from helpers import artifacts
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,13 @@ class EncoderConfig:
                 raise FileNotFoundError(
                     f"{folder / 'model.keras'} not found: train it with notebooks 02-04 first"
                 )
-            config = io.read_json(folder / "config.json")
+            config = artifacts.read_json(folder / "config.json")
             return cls(
                 config["backbone"],
                 None,
                 int(config["input_size"]),
                 str(folder),
-                io.sha256_file(folder / "model.keras"),
+                artifacts.sha256_file(folder / "model.keras"),
                 seed,
             )
         from helpers.classify import BACKBONES
@@ -146,7 +146,7 @@ class ImageEncoder:
         tmp = folder / ".encoder.keras.tmp.keras"
         self.model.save(tmp)
         tmp.replace(folder / "encoder.keras")
-        io.write_json(folder / "encoder.json", dataclasses.asdict(self.cfg))
+        artifacts.write_json(folder / "encoder.json", dataclasses.asdict(self.cfg))
         return folder
 
     @classmethod
@@ -155,7 +155,7 @@ class ImageEncoder:
         import keras
 
         folder = Path(folder)
-        cfg = EncoderConfig(**io.read_json(folder / "encoder.json"))
+        cfg = EncoderConfig(**artifacts.read_json(folder / "encoder.json"))
         return cls(cfg, keras.models.load_model(folder / "encoder.keras", compile=False))
 
 
@@ -199,11 +199,11 @@ def cached_features(
         "images_sha256": images_fingerprint(names, path_of),
     }
     if _matches(cache_dir, want):
-        feats = io.load_npy(cache_dir / "features.npy")
+        feats = artifacts.load_npy(cache_dir / "features.npy")
         return FeatureCache(
             feats,
-            io.read_json(cache_dir / "index.json")["names"],
-            io.read_json(cache_dir / "config.json"),
+            artifacts.read_json(cache_dir / "index.json")["names"],
+            artifacts.read_json(cache_dir / "config.json"),
             ImageEncoder.load(cache_dir),
             reused=True,
         )
@@ -216,10 +216,10 @@ def cached_features(
     feats = np.concatenate(rows).astype(np.float16)
     _check_features(feats, np.concatenate(rows), cfg)
     encoder.save(cache_dir)
-    io.save_npy(cache_dir / "features.npy", feats)
-    io.write_json(cache_dir / "index.json", {"names": names})
+    artifacts.save_npy(cache_dir / "features.npy", feats)
+    artifacts.write_json(cache_dir / "index.json", {"names": names})
     config = {**want, "feature_dim": encoder.feature_dim, "dtype": "float16"}
-    io.write_json(cache_dir / "config.json", config)  # last: marks the cache complete
+    artifacts.write_json(cache_dir / "config.json", config)  # last: marks the cache complete
     return FeatureCache(feats, names, config, encoder, reused=False)
 
 
@@ -239,5 +239,5 @@ def _matches(cache_dir: Path, want: dict[str, Any]) -> bool:
     path = cache_dir / "config.json"
     if not path.is_file() or not (cache_dir / "features.npy").is_file():
         return False
-    have = io.read_json(path)
+    have = artifacts.read_json(path)
     return {k: have.get(k) for k in want} == json.loads(json.dumps(want))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import io
+from helpers import artifacts
 from helpers.caption.tokenizer import GPT2_VOCAB_SIZE
 
 EOS_ID = GPT2_VOCAB_SIZE - 1  # <|endoftext|>: ends every caption, also used as padding (masked)
@@ -214,13 +214,13 @@ def save_captioner(model: PrefixCaptioner, folder: str | Path) -> Path:
     from safetensors.torch import save
 
     folder = Path(folder)
-    io.write_bytes(folder / "model.safetensors", save(state_tensors(model)))
+    artifacts.write_bytes(folder / "model.safetensors", save(state_tensors(model)))
     config = {
         "format": "prefix-captioner/1",
         "prefix": dataclasses.asdict(model.cfg),
         "gpt2_config": model.gpt.config.to_dict(),
     }
-    io.write_json(folder / "config.json", config)
+    artifacts.write_json(folder / "config.json", config)
     return folder
 
 
@@ -229,7 +229,7 @@ def load_captioner(folder: str | Path, device: str | torch.device = "cpu") -> Pr
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    config = io.read_json(folder / "config.json")
+    config = artifacts.read_json(folder / "config.json")
     if config.get("format") != "prefix-captioner/1":
         raise ValueError(f"{folder / 'config.json'} is not a prefix-captioner config")
     gpt2 = {

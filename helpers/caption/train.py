@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from helpers import io
+from helpers import artifacts
 from helpers.caption.model import EOS_ID, PrefixCaptioner, load_state_tensors, state_tensors
 from helpers.caption.tokenizer import caption_text
 
@@ -148,14 +148,14 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: di
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     meta = {"epoch": str(state["epoch"])}
-    io.write_bytes(folder / "model.safetensors", save(state_tensors(model), metadata=meta))
-    io.write_bytes(folder / "optimizer.safetensors", save(tensors, metadata=meta))
+    artifacts.write_bytes(folder / "model.safetensors", save(state_tensors(model), metadata=meta))
+    artifacts.write_bytes(folder / "optimizer.safetensors", save(tensors, metadata=meta))
     extra = {
         "param_groups": opt["param_groups"],
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
     }
-    io.write_json(folder / "state.json", {**state, **extra})
+    artifacts.write_json(folder / "state.json", {**state, **extra})
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler, expected: str) -> dict | None:
@@ -165,7 +165,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler, expected:
 
     if not (folder / "state.json").is_file():
         return None
-    state = io.read_json(folder / "state.json")
+    state = artifacts.read_json(folder / "state.json")
     if state.get("fingerprint") != expected:
         return None
     for name in ("model.safetensors", "optimizer.safetensors"):
@@ -229,10 +229,10 @@ def train_captioner(
         history.append(row)
         if val_loss < best:
             best = val_loss
-            io.write_bytes(ckpt / "best.safetensors", _weights_bytes(model))
+            artifacts.write_bytes(ckpt / "best.safetensors", _weights_bytes(model))
         state = {"fingerprint": key, "epoch": epoch, "best_val_loss": best, "history": history}
         save_checkpoint(ckpt, model, optimizer, scheduler, scaler, state)
-        io.write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        artifacts.write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
         if progress:
             print(f"epoch {epoch}/{cfg.epochs}: train {train_loss:.4f}, val {val_loss:.4f} ({seconds:.0f} s)")
         if on_epoch_end is not None:

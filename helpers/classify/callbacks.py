@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io as _io
+import io
 import math
 import time
 from collections.abc import Callable
@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from helpers import io
+from helpers import artifacts
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
@@ -46,9 +46,9 @@ class HistoryLog(keras.callbacks.Callback):
         row["includes_graph_build"], self._first = self._first, False
         old = read_history(self.path)
         new = pd.concat([old[old["epoch"] != epoch], pd.DataFrame([row])], ignore_index=True)
-        buf = _io.StringIO()
+        buf = io.StringIO()
         new.sort_values("epoch").to_csv(buf, index=False)
-        io.write_text(self.path, buf.getvalue())
+        artifacts.write_text(self.path, buf.getvalue())
 
 
 def current_lr(model: keras.Model) -> float:

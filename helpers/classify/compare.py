@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io as _io
+import io
 from typing import Any
 
 import pandas as pd
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify.backbones import BACKBONES
 from helpers.classify.callbacks import read_history
 from helpers.config import RunPaths
@@ -40,7 +40,7 @@ def collect(
         if not path.is_file():
             missing.append(name)
             continue
-        m = io.read_json(path)
+        m = artifacts.read_json(path)
         rows.append(
             {
                 "model": name,
@@ -72,10 +72,10 @@ def pick_best(table: pd.DataFrame, paths: RunPaths) -> dict[str, Any]:
 
 def write_outputs(paths: RunPaths, table: pd.DataFrame, best: dict[str, Any]) -> None:
     """run_dir/compare/comparison.csv and best.json."""
-    buf = _io.StringIO()
+    buf = io.StringIO()
     table.to_csv(buf)
-    io.write_text(paths.compare / "comparison.csv", buf.getvalue())
-    io.write_json(paths.best, best)
+    artifacts.write_text(paths.compare / "comparison.csv", buf.getvalue())
+    artifacts.write_json(paths.best, best)
 
 
 def conclusion(table: pd.DataFrame, missing: list[str], best: dict[str, Any]) -> str:

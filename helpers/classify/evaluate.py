@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from helpers import io, runtime
+from helpers import artifacts, runtime
 from helpers.classify.config import TrainConfig
 from helpers.classify.inference import predict_probs
 from helpers.classify.train import TrainResult, run_record
@@ -157,6 +157,6 @@ def _metrics(cfg: TrainConfig, data: Prepared, result: TrainResult, scores: dict
 
 def save_metrics(evaluation: Evaluation, cfg: TrainConfig) -> None:
     """metrics.json, per_class.csv and confused_pairs.csv into the model folder."""
-    io.write_json(cfg.model_dir / "metrics.json", evaluation.metrics)
-    io.write_text(cfg.model_dir / "per_class.csv", evaluation.per_class.to_csv(index=False))
-    io.write_text(cfg.model_dir / "confused_pairs.csv", evaluation.confused_pairs.to_csv(index=False))
+    artifacts.write_json(cfg.model_dir / "metrics.json", evaluation.metrics)
+    artifacts.write_text(cfg.model_dir / "per_class.csv", evaluation.per_class.to_csv(index=False))
+    artifacts.write_text(cfg.model_dir / "confused_pairs.csv", evaluation.confused_pairs.to_csv(index=False))

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify.backbones import get_backbone
 from helpers.classify.pipeline import check_images, make_dataset
 
@@ -22,7 +22,7 @@ def load_classifier(model_dir: str | Path) -> tuple[keras.Model, dict[str, Any]]
     path = model_dir / "model.keras"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train it with the matching 02/03/04 notebook first")
-    return keras.models.load_model(path, compile=False), io.read_json(model_dir / "config.json")
+    return keras.models.load_model(path, compile=False), artifacts.read_json(model_dir / "config.json")
 
 
 def predict_probs(

@@ -25,7 +25,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from helpers import io
+from helpers import artifacts
 from helpers.classify.backbones import backbone_layer, build_classifier, freeze_batchnorm, get_backbone
 from helpers.classify.callbacks import HistoryLog, cosine_schedule, read_history
 from helpers.classify.config import TrainConfig
@@ -84,14 +84,14 @@ def prepare_model_dir(cfg: TrainConfig, data: Prepared) -> bool:
     """Write config.json; keep earlier state only if it came from the same config and data (returns that)."""
     model_dir, record = cfg.model_dir, run_record(cfg, data)
     path = model_dir / "config.json"
-    same = path.is_file() and _comparable(io.read_json(path)) == _comparable(record)
+    same = path.is_file() and _comparable(artifacts.read_json(path)) == _comparable(record)
     if path.is_file() and not same:
         print(f"{model_dir}: config or data changed since the last run, starting over")
     if not same:
         for name in ("checkpoints", "model.keras", "history.csv", "metrics.json"):
             target = model_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    io.write_json(path, record)
+    artifacts.write_json(path, record)
     return same
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import io as hio
+from helpers import artifacts
 
 #: The official label names, in label order (used when the keras cache has no ``meta`` file).
 CIFAR100_FINE_LABELS = tuple(
@@ -312,5 +312,5 @@ def save_cifar100(folder: str | Path, data: CifarData) -> Path:
         b"coarse_label_names": [n.encode() for n in data.coarse_label_names],
     }
     for name, obj in (("train", train), ("test", test), ("meta", meta)):
-        hio.write_bytes(folder / name, pickle.dumps(obj, protocol=2))
+        artifacts.write_bytes(folder / name, pickle.dumps(obj, protocol=2))
     return folder

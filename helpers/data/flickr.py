@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from helpers import io as hio
+from helpers import artifacts
 
 TOKEN_FILE = "Flickr8k.token.txt"
 CSV_FILE = "captions.txt"
@@ -274,7 +274,7 @@ def _extract(archive: Path, dest: Path, keep: Callable[[str], bool]) -> int:
         for info in tqdm(members, desc=f"extract {archive.name}", unit="file"):
             name = Path(info.filename).name
             if keep(name):
-                hio.write_bytes(dest / name, zf.read(info))
+                artifacts.write_bytes(dest / name, zf.read(info))
                 count += 1
     return count
 
@@ -297,7 +297,7 @@ def fetch_flickr8k(dest: str | Path, timeout: float = 60.0) -> Path:
         downloads / "Flickr8k_Dataset.zip", root / "Images", lambda n: n.lower().endswith(".jpg")
     )
     n_text = _extract(downloads / "Flickr8k_text.zip", root, lambda n: n.endswith(".txt"))
-    hio.write_json(marker, {"archives": FLICKR8K_ARCHIVES, "images": n_images, "text_files": n_text})
+    artifacts.write_json(marker, {"archives": FLICKR8K_ARCHIVES, "images": n_images, "text_files": n_text})
     for name in FLICKR8K_ARCHIVES:
         (downloads / name).unlink()
     return root

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from helpers import io
+from helpers import artifacts
 
 SPLITS = ("train", "val", "test")
+PARTS = ("images", "labels", "coarse")  # the arrays of one split, in Split field order
 
 
 @dataclass
@@ -75,8 +76,10 @@ def save_prepared(data_dir: str | Path, prepared: Prepared, manifest: dict[str, 
             ("labels", split.labels, np.int16),
             ("coarse", split.coarse, np.int16),
         ):
-            path = io.save_npy(data_dir / f"{name}_{suffix}.npy", np.ascontiguousarray(arr, dtype=dtype))
-            checksums[path.name] = io.sha256_file(path)
+            path = artifacts.save_npy(
+                data_dir / f"{name}_{suffix}.npy", np.ascontiguousarray(arr, dtype=dtype)
+            )
+            checksums[path.name] = artifacts.sha256_file(path)
     manifest = {
         **manifest,
         "counts": {name: int(len(getattr(prepared, name).labels)) for name in SPLITS},
@@ -86,7 +89,7 @@ def save_prepared(data_dir: str | Path, prepared: Prepared, manifest: dict[str, 
         "image_shape": list(prepared.train.images.shape[1:]),
         "checksums": checksums,
     }
-    io.write_json(data_dir / "manifest.json", manifest)
+    artifacts.write_json(data_dir / "manifest.json", manifest)
     return manifest
 
 
@@ -98,13 +101,15 @@ def load_prepared(data_dir: str | Path, verify: bool = True) -> Prepared:
         raise FileNotFoundError(
             f"{manifest_path} not found: run notebooks/01-preprocess.ipynb for this run_dir first"
         )
-    manifest = io.read_json(manifest_path)
+    manifest = artifacts.read_json(manifest_path)
     if verify:
         for fname, digest in manifest["checksums"].items():
-            if io.sha256_file(data_dir / fname) != digest:
+            if artifacts.sha256_file(data_dir / fname) != digest:
                 raise ValueError(f"checksum mismatch for {data_dir / fname}: re-run 01-preprocess")
     splits = {
-        name: Split(*(io.load_npy(data_dir / f"{name}_{s}.npy") for s in ("images", "labels", "coarse")))
+        name: Split(
+            *(artifacts.load_npy(data_dir / f"{name}_{s}.npy") for s in ("images", "labels", "coarse"))
+        )
         for name in SPLITS
     }
     return Prepared(

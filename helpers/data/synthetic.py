@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from helpers import io as hio
+from helpers import artifacts
 from helpers.data import shapes as draw
 from helpers.data.cifar import CifarData, save_cifar100
 from helpers.data.flickr import CSV_FILE, SPLIT_FILES, TOKEN_FILE
@@ -233,7 +233,7 @@ def _flickr_pictures(
 
 def _write_flickr(folder: Path, names: list[str], scenes: list[dict], jpegs: list[bytes], fmt: str) -> None:
     for name, data in zip(names, jpegs, strict=True):
-        hio.write_bytes(folder / "Images" / name, data)
+        artifacts.write_bytes(folder / "Images" / name, data)
     # written like the real files: capitalised, with a spaced full stop ("A red circle above a blue star .")
     rows = [
         (n, i, c[0].upper() + c[1:] + " .")
@@ -241,16 +241,16 @@ def _write_flickr(folder: Path, names: list[str], scenes: list[dict], jpegs: lis
         for i, c in enumerate(captions_for(s))
     ]
     if fmt == "token":
-        hio.write_text(folder / TOKEN_FILE, "".join(f"{n}#{i}\t{c}\n" for n, i, c in rows))
+        artifacts.write_text(folder / TOKEN_FILE, "".join(f"{n}#{i}\t{c}\n" for n, i, c in rows))
     else:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows([("image", "caption"), *((n, c) for n, _, c in rows)])
-        hio.write_text(folder / CSV_FILE, buf.getvalue())
+        artifacts.write_text(folder / CSV_FILE, buf.getvalue())
     n_val = n_test = round(len(names) * 0.1)
     parts = {"val": names[:n_val], "test": names[n_val : n_val + n_test], "train": names[n_val + n_test :]}
     for split, file in SPLIT_FILES.items():
-        hio.write_text(folder / file, "".join(f"{n}\n" for n in sorted(parts[split])))
-    hio.write_json(folder / "synthetic_scenes.json", dict(zip(names, scenes, strict=True)))
+        artifacts.write_text(folder / file, "".join(f"{n}\n" for n in sorted(parts[split])))
+    artifacts.write_json(folder / "synthetic_scenes.json", dict(zip(names, scenes, strict=True)))
 
 
 def _flickr_config(
@@ -321,7 +321,7 @@ def _publish(
     With `reuse`, a ``dest/name`` whose recorded config is `config` is kept and nothing is built.
     """
     target, stamp = dest / name, _stamp(dest, name)
-    recorded = hio.read_json(stamp) if stamp.is_file() else None
+    recorded = artifacts.read_json(stamp) if stamp.is_file() else None
     if reuse and target.is_dir() and recorded == json.loads(json.dumps(config)):
         return target
     if target.exists() and recorded is None:
@@ -339,7 +339,7 @@ def _publish(
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    hio.write_json(stamp, config)
+    artifacts.write_json(stamp, config)
     return target
 
 

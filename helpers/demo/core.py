@@ -7,7 +7,7 @@ that cannot be decoded or a model that fails on it becomes a `Result` with a cle
 
 from __future__ import annotations
 
-import io as _io
+import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -114,7 +114,7 @@ def fit_within(image: np.ndarray, side: int) -> np.ndarray:
 
 def png_thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> bytes:
     """A PNG of the image shrunk to at most `side` pixels a side."""
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     Image.fromarray(fit_within(image, side)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 

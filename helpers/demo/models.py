@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import io
+from helpers import artifacts
 from helpers.config import RunPaths
 from helpers.demo.core import DECODINGS, DETAILS, DemoModels, Result, TopK, check_choice
 from helpers.runtime import device_summary, versions
@@ -163,7 +163,7 @@ def read_files(files: Sequence[str | Path]) -> list[tuple[str, bytes]]:
 
 def write_captions(path: str | Path, results: list[Result], config: dict[str, Any]) -> Path:
     """captions.json: every result, the config that produced them, versions and device."""
-    return io.write_json(
+    return artifacts.write_json(
         path,
         {
             "config": config,

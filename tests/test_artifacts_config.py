@@ -5,39 +5,39 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import io
+from helpers import artifacts
 from helpers.config import RunPaths, check_preset, pick, preset_knobs
 from helpers.data.preprocess import PreprocessConfig
 
 
 def test_atomic_json_and_npy_round_trip(tmp_path):
-    io.write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "p": tmp_path, "v": np.arange(3)})
-    assert io.read_json(tmp_path / "a" / "m.json") == {"x": 1.5, "p": str(tmp_path), "v": [0, 1, 2]}
+    artifacts.write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "p": tmp_path, "v": np.arange(3)})
+    assert artifacts.read_json(tmp_path / "a" / "m.json") == {"x": 1.5, "p": str(tmp_path), "v": [0, 1, 2]}
     arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    io.save_npy(tmp_path / "x.npy", arr)
-    assert np.array_equal(io.load_npy(tmp_path / "x.npy"), arr)
+    artifacts.save_npy(tmp_path / "x.npy", arr)
+    assert np.array_equal(artifacts.load_npy(tmp_path / "x.npy"), arr)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_failed_write_leaves_old_file(tmp_path):
     target = tmp_path / "m.json"
-    io.write_json(target, {"ok": 1})
+    artifacts.write_json(target, {"ok": 1})
     with pytest.raises(TypeError):
-        io.write_json(target, {"bad": object()})
-    assert io.read_json(target) == {"ok": 1}
+        artifacts.write_json(target, {"bad": object()})
+    assert artifacts.read_json(target) == {"ok": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
 
 
 def test_missing_files_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        io.read_json(tmp_path / "nope.json")
+        artifacts.read_json(tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match="nope.npy"):
-        io.load_npy(tmp_path / "nope.npy")
+        artifacts.load_npy(tmp_path / "nope.npy")
 
 
 def test_sha256(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
-    assert io.sha256_file(tmp_path / "f").startswith("ba7816bf")
+    assert artifacts.sha256_file(tmp_path / "f").startswith("ba7816bf")
 
 
 def test_presets_and_paths(tmp_path):
@@ -76,5 +76,5 @@ def test_paths_in_run_json_are_relative_to_the_run_folder(tmp_path):
         paths.relative(tmp_path / "elsewhere")
     assert paths.best_classifier() is None  # 05-compare has not run
     paths.model("resnet50").mkdir(parents=True)
-    io.write_json(paths.best, {"name": "resnet50", "model_dir": "models/resnet50"})
+    artifacts.write_json(paths.best, {"name": "resnet50", "model_dir": "models/resnet50"})
     assert paths.best_classifier() == paths.model("resnet50")  # absolute model_dirs: see test_demo
