@@ -147,7 +147,7 @@ def nocache_greedy(captioner: Any, features: np.ndarray, new_tokens: int) -> lis
     """
     import torch
 
-    from helpers.caption.decode import packed_linears
+    from helpers.caption.cpu_kernels import packed_linears
     from helpers.caption.model import EOS_ID
 
     with torch.no_grad(), packed_linears(captioner):

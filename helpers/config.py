@@ -136,6 +136,23 @@ class RunPaths:
             folder = self.model(best["name"])
         return folder
 
+    def classifier(self, choice: str | os.PathLike | None = None) -> Path:
+        """The one answer to "which classifier": None or "best" is 05-compare's pick (`best_classifier`),
+        else a name under models/ (vgg16, resnet50, mobilenet_v2) or a folder."""
+        if choice is None or str(choice) == "best":
+            folder = self.best_classifier()
+            if folder is None:
+                raise FileNotFoundError(
+                    f"no classifier chosen: {self.best} does not exist; run 05-compare first "
+                    "or name a model such as 'mobilenet_v2'"
+                )
+        else:
+            given = Path(choice).expanduser()
+            folder = given if given.is_absolute() or given.exists() else self.model(str(choice))
+        if not (folder / "model.keras").is_file():
+            raise FileNotFoundError(f"no trained classifier in {folder}: train it first (02-04)")
+        return folder
+
     def ensure(self) -> RunPaths:
         """Create the standard sub-folders."""
         for p in (self.data, self.models, self.figures, self.captions, self.notebooks):

@@ -23,14 +23,11 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
+from helpers.choices import DECODINGS, DETAILS, fit_within
 from helpers.data.images import ImageDecodeError, decode_image
 
 # The inference image installs only code/requirements.txt: nothing here may import the notebook-side
 # packages (ipywidgets through helpers.demo, pandas, matplotlib...); tests/test_serving.py checks that.
-DECODINGS = ("greedy", "beam")  # the captioner's decodings
-DETAILS = ("short", "detailed")  # the captioner's caption lengths
-#: Longest side (pixels) handed to the models; both resize to <= 224, so larger photos only cost memory.
-MODEL_MAX_SIDE = 1024
 JSON_TYPE = "application/json"
 IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "application/x-image", "application/octet-stream")
 ACCEPTED_TYPES = (*IMAGE_TYPES, JSON_TYPE)
@@ -186,20 +183,9 @@ def parse_request(body: bytes | str | None, content_type: str | None, limits: Li
     return Request(images=[decode_one(bytes(body), "image", limits)])
 
 
-def shrink(image: np.ndarray, side: int = MODEL_MAX_SIDE) -> np.ndarray:
-    """Shrink (never enlarge) so the longest side is at most `side` pixels, keeping the aspect ratio."""
-    if max(image.shape[:2]) <= side:
-        return image
-    from PIL import Image
-
-    pil = Image.fromarray(image)
-    pil.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return np.asarray(pil)
-
-
 def predict(request: Request, predictor: Predictor) -> dict[str, Any]:
     """Caption (and classify) the request's images -> the response document."""
-    images = [shrink(image) for image in request.images]
+    images = [fit_within(image) for image in request.images]
     captions = predictor.caption(images, request.decoding, "short")
     predictions: list[dict[str, Any]] = [{"caption": c} for c in captions]
     if request.alternatives:

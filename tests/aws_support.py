@@ -90,7 +90,7 @@ def fake_run(root: Path, classifier: str = "resnet") -> Path:
         f"models/{classifier}/config.json": json.dumps({"label_names": ["apple", "bee", "castle"]}).encode(),
         f"models/{classifier}/checkpoints/epoch-1.keras": b"c" * 50,
         "models/vgg16/model.keras": b"v" * 10,
-        "compare/best.json": json.dumps({"name": classifier}).encode(),
+        "compare/best.json": json.dumps({"name": classifier, "model_dir": f"models/{classifier}"}).encode(),
         "notebooks/timings.json": b"{}",
     }
     for rel, data in files.items():

@@ -73,7 +73,7 @@ def test_packaged_entry_point_imports_the_packaged_handler(tmp_path):
 
 def test_missing_inputs_are_named(tmp_path):
     run = fake_run(tmp_path / "run")
-    (run / "compare/best.json").write_text('{"name": "mobilenet"}')
+    (run / "compare/best.json").write_text('{"name": "mobilenet", "model_dir": "models/mobilenet"}')
     with pytest.raises(FileNotFoundError, match="mobilenet"):
         package_model(run, tmp_path / "m.tar.gz")
     with pytest.raises(FileNotFoundError, match="06-flickr-gpt2-finetune"):

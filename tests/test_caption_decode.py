@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.caption.decode import DecodeConfig, generate_ids, packed_linears
+from helpers.caption.cpu_kernels import packed_linears
+from helpers.caption.decode import DecodeConfig, generate_ids
 from helpers.caption.model import EOS_ID, PrefixConfig, build_captioner
 
 GPT2 = {

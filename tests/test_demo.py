@@ -294,9 +294,10 @@ def test_config_checks_its_knobs(tmp_path):
 
 def test_classifier_folder_from_best_json_or_parameter(tmp_path):
     paths = RunPaths.for_run("smoke", tmp_path)
-    with pytest.raises(FileNotFoundError, match="run 05-compare first or set the `classifier` parameter"):
+    with pytest.raises(FileNotFoundError, match="run 05-compare first or name a model such as"):
         classifier_dir(paths)
     (paths.model("mobilenet")).mkdir(parents=True)
+    (paths.model("mobilenet") / "model.keras").write_bytes(b"")
     artifacts.write_json(paths.compare / "best.json", {"name": "mobilenet", "model_dir": "models/mobilenet"})
     assert classifier_dir(paths) == paths.model("mobilenet")
     artifacts.write_json(
@@ -306,7 +307,7 @@ def test_classifier_folder_from_best_json_or_parameter(tmp_path):
     moved = {"name": "mobilenet", "model_dir": "/elsewhere/runs/smoke/models/mobilenet"}  # run folder moved
     artifacts.write_json(paths.compare / "best.json", moved)
     assert classifier_dir(paths) == paths.model("mobilenet")
-    with pytest.raises(FileNotFoundError, match="models/vgg16 does not exist; train it first"):
+    with pytest.raises(FileNotFoundError, match="no trained classifier in .*models/vgg16: train it first"):
         classifier_dir(paths, "vgg16")
 
 

@@ -19,14 +19,15 @@ import gzip
 import io
 import json
 import os
-import re
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 import helpers
-from helpers import artifacts
 from helpers.config import RunPaths, project_root
 from helpers.runtime import versions
 from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON
@@ -51,31 +52,18 @@ from helpers.serving import input_fn, model_fn, output_fn, predict_fn  # noqa: F
 _SKIP = ("__pycache__", "checkpoints", ".ipynb_checkpoints")
 
 
-def best_classifier(run: RunPaths) -> str:
-    """The classifier 05-compare picked (compare/best.json: "name", "best" or "model")."""
-    best = artifacts.read_json(run.compare / "best.json")
-    for key in ("name", "best", "model"):
-        if isinstance(best.get(key), str):
-            return best[key]
-    raise ValueError(f"{run.compare / 'best.json'} names no model (keys: {', '.join(best)})")
-
-
 def serving_requirements(requirements: Path) -> str:
     """The pinned lines of requirements.txt for SERVING_PACKAGES, in that order."""
     pins = {}
     for line in requirements.read_text().splitlines():
         line = line.split("#")[0].strip()
-        if "==" in line:
-            pins[canonical(line.split("==")[0].split("[")[0])] = line
-    missing = [p for p in SERVING_PACKAGES if canonical(p) not in pins]
+        if line and not line.startswith("-"):  # options such as -r/--index-url are not pins
+            req = Requirement(line)
+            pins[canonicalize_name(req.name)] = str(req)
+    missing = [p for p in SERVING_PACKAGES if canonicalize_name(p) not in pins]
     if missing:
         raise ValueError(f"{requirements} has no pin for {', '.join(missing)}")
-    return "\n".join(pins[canonical(p)] for p in SERVING_PACKAGES) + "\n"
-
-
-def canonical(name: str) -> str:
-    """A distribution name as pip compares them ('Huggingface-Hub' == 'huggingface_hub')."""
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+    return "\n".join(pins[canonicalize_name(p)] for p in SERVING_PACKAGES) + "\n"
 
 
 def _files(src: Path, arc: str) -> list[tuple[str, Path]]:
@@ -111,11 +99,9 @@ def package_model(
     members = _files(captioner, CAPTIONER_DIR)
     meta: dict = {"captioner": "captions/model", "classifier": None, "versions": versions()}
     if classifier is not None:
-        name = best_classifier(run) if classifier == "best" else classifier
-        if not run.model(name).is_dir():
-            raise FileNotFoundError(f"{run.model(name)} not found: train the {name} classifier first")
-        members += _files(run.model(name), CLASSIFIER_DIR)
-        meta["classifier"] = name
+        folder = run.classifier(classifier)
+        members += _files(folder, CLASSIFIER_DIR)
+        meta["classifier"] = folder.name
     members += _files(Path(helpers.__file__).parent, "code/helpers")
     generated = {
         SERVING_JSON: json.dumps(meta, indent=2).encode(),

@@ -20,8 +20,7 @@ from helpers.caption.decode import DecodeConfig, decode_captions
 from helpers.caption.features import ImageEncoder
 from helpers.caption.model import PrefixCaptioner, load_captioner, save_captioner
 from helpers.caption.tokenizer import gpt2_tokenizer
-
-DETAILS = ("short", "detailed")
+from helpers.choices import DETAILS
 
 
 def detail_decoding(decoding: DecodeConfig, detail: str) -> DecodeConfig:

@@ -4,26 +4,22 @@ All three go through `GPT2LMHeadModel.generate` with the image prefix as `inputs
 only the new tokens. Generation stops at <|endoftext|> (the end of a caption) or after
 `max_new_tokens`, whichever comes first, so it always terminates.
 
-On the CPU, decoding multiplies through oneDNN with weights prepacked once (`packed_linears`), still
-float32: a decoding step multiplies a handful of rows by every weight matrix, and PyTorch's default GEMM
-(MKL) streams weights at a third of the speed there (see `packed_linears`).
+On the CPU, decoding multiplies through oneDNN with weights prepacked once (`helpers.caption.cpu_kernels`),
+still float32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import warnings
-import weakref
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from helpers.caption.cpu_kernels import packed_linears
 from helpers.caption.model import EOS_ID, PrefixCaptioner
 
 STRATEGIES = ("greedy", "beam", "nucleus")
@@ -103,116 +99,6 @@ class DecodeConfig:
 def trim(ids: list[int]) -> list[int]:
     """Tokens up to (not including) the first end-of-text."""
     return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
-
-
-#: Prepacked weights: module -> ((weight identity, version), packed weight); dropped with the module.
-_PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: id(model) -> [open `packed_linears` blocks on it, the modules patched]: concurrent decodes share one patch.
-_OPEN: dict[int, list] = {}
-_LOCK = threading.Lock()
-
-
-def _weight_key(weight: torch.Tensor) -> tuple:
-    """Changes whenever the weight does: in place (optimizer steps, load_state_dict) or replaced."""
-    return (weight.data_ptr(), weight._version, weight.shape, weight.dtype, weight.device)
-
-
-def _packable(module: nn.Module) -> bool:
-    """An nn.Linear or GPT-2's Conv1D with float32 weights on the CPU, its forward not patched by others."""
-    from transformers.pytorch_utils import Conv1D
-
-    weight = getattr(module, "weight", None)
-    return (
-        isinstance(module, (nn.Linear, Conv1D))
-        and isinstance(weight, torch.Tensor)
-        and weight.device.type == "cpu"
-        and weight.dtype == torch.float32
-        and "forward" not in vars(module)
-    )
-
-
-def _pack(module: nn.Module) -> tuple[tuple, torch.Tensor]:
-    """(weight key, the (out, in) weight reordered into oneDNN's blocked layout), cached until it changes."""
-    key = _weight_key(module.weight)
-    cached = _PACKS.get(module)
-    if cached is None or cached[0] != key:
-        weight = module.weight.detach()
-        weight = weight if isinstance(module, nn.Linear) else weight.t()  # Conv1D stores (in, out)
-        # The row-count hint only picks the blocking; any number of rows can be multiplied.
-        cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 8))
-        _PACKS[module] = cached
-    return cached
-
-
-def _packed_forward(module: nn.Module, key: tuple, packed: torch.Tensor) -> Callable:
-    """`module.forward` through the packed weight; the module's own forward where that would be wrong."""
-    stock = type(module).forward.__get__(module)
-
-    def packed_forward(x: torch.Tensor) -> torch.Tensor:
-        if (
-            torch.is_grad_enabled()
-            or x.device.type != "cpu"
-            or x.dtype != torch.float32
-            or _weight_key(module.weight) != key
-        ):
-            return stock(x)  # training, autocast, moved, or changed since packing
-        bias = None if module.bias is None else module.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
-
-    return packed_forward
-
-
-def _patch(model: nn.Module) -> list[nn.Module]:
-    """Give each packable layer a packed forward; none at all if this PyTorch's oneDNN cannot."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
-        return []
-    patched: list[nn.Module] = []
-    try:
-        with torch.no_grad():
-            for module in filter(_packable, model.modules()):
-                module.forward = _packed_forward(module, *_pack(module))
-                patched.append(module)
-    except RuntimeError as err:  # oneDNN without these kernels on this machine: everything stays stock
-        _unpatch(patched)
-        message = f"prepacked oneDNN kernels unavailable, decoding with PyTorch's defaults: {err}"
-        warnings.warn(message, stacklevel=2)
-        return []
-    return patched
-
-
-def _unpatch(modules: list[nn.Module]) -> None:
-    for module in modules:
-        vars(module).pop("forward", None)
-
-
-@contextlib.contextmanager
-def packed_linears(model: nn.Module) -> Iterator[int]:
-    """In the block, `model`'s float32 CPU linear layers (GPT-2's Conv1D and lm_head, the mapper's) multiply
-    through oneDNN with prepacked weights while gradients are off; yields how many layers do.
-
-    Why: each decoding step multiplies a few rows (batch x beams) by every weight matrix. On this
-    project's CPU (AMD EPYC, one thread), PyTorch's default MKL GEMM took 39 ms to multiply 8 rows by
-    GPT-2's 50257 x 768 output projection, oneDNN 13 ms from a prepacked weight; greedy decoding of a batch
-    of 8 over GPT-2 small took 1.3 s instead of 3.2 s. Still float32; only the order of the additions
-    differs (|difference| ~ 1e-6 in the logits) and the captions measured identical, greedy and beam.
-
-    The packed copies (as large as the weights: 0.5 GB for GPT-2 small) are made on first use, kept for
-    the model's lifetime and remade after the weights change (a training step). Nothing changes without
-    oneDNN, on a GPU or for other dtypes, nor while gradients are on.
-    """
-    with _LOCK:
-        entry = _OPEN.setdefault(id(model), [0, []])
-        if entry[0] == 0:
-            entry[1] = _patch(model)
-        entry[0] += 1
-    try:
-        yield len(entry[1])
-    finally:
-        with _LOCK:
-            entry[0] -= 1
-            if entry[0] == 0:
-                _unpatch(entry[1])
-                del _OPEN[id(model)]
 
 
 @torch.no_grad()

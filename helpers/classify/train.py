@@ -1,8 +1,9 @@
 """Two-phase fine-tuning with resumable state: head on a frozen backbone, then the backbone unfrozen.
 
 Layout under ``run_dir/models/<backbone>/``: ``config.json`` (written first), ``history.csv`` (one row per
-epoch), ``checkpoints/{head,finetune}/`` (BackupAndRestore state of each phase: weights, optimizer and
-epoch), ``checkpoints/best.keras`` (best val_accuracy so far), and ``model.keras`` once training finished.
+epoch), ``checkpoints/backup/{head,finetune}/`` (BackupAndRestore state of each phase: weights, optimizer
+and epoch; removed once training finished), ``checkpoints/best.keras`` (best val_accuracy so far), and
+``model.keras`` once training finished.
 Run again with the same config and data, a killed run resumes at the epoch it was in; a finished one is
 loaded instead of retrained. A different config or dataset starts over.
 

@@ -1,10 +1,9 @@
 """Notebook 07's demo: pure callbacks (core), model loading (models), result cards (render), the app."""
 
+from helpers.choices import DECODINGS, DETAILS
 from helpers.demo.app import CaptionApp, build_app
 from helpers.demo.core import (
-    DECODINGS,
     DEFAULT_MAX_UPLOAD_MB,
-    DETAILS,
     DemoModels,
     Result,
     process_file,

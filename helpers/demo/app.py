@@ -11,10 +11,9 @@ from html import escape
 
 import ipywidgets as widgets
 
+from helpers.choices import DECODINGS, DETAILS
 from helpers.demo.core import (
-    DECODINGS,
     DEFAULT_MAX_UPLOAD_MB,
-    DETAILS,
     DemoModels,
     Result,
     check_choice,

@@ -17,18 +17,14 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from helpers.choices import DECODINGS, DETAILS, MODEL_MAX_SIDE, fit_within
 from helpers.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
 
-DECODINGS = ("greedy", "beam")
-DETAILS = ("short", "detailed")
 #: Default per-file upload limit (MB). A browser sends a whole upload in one websocket message and a stock
 #: Jupyter server (tornado) drops the connection for messages over 10 MiB, so the default stays below that.
 DEFAULT_MAX_UPLOAD_MB = 8.0
-#: Longest side (pixels) of the image handed to the models; both resize to <= 224 anyway, and shrinking a
-#: 40-megapixel photo first keeps their float32 copies small (~3 MB instead of ~480 MB).
-MODEL_MAX_SIDE = 1024
 #: Longest side (pixels) of the thumbnail shown on a result card.
 THUMB_SIDE = 160
 
@@ -100,16 +96,6 @@ def megabytes(n_bytes: int | float) -> str:
 def upload_files(value: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """ipywidgets 8 FileUpload.value (a tuple of dicts with a memoryview `content`) -> [(name, bytes)]."""
     return [(str(item["name"]), bytes(item["content"])) for item in value]
-
-
-def fit_within(image: np.ndarray, side: int) -> np.ndarray:
-    """Shrink (never enlarge) so the longest side is at most `side` pixels, keeping the aspect ratio."""
-    height, width = image.shape[:2]
-    if max(height, width) <= side:
-        return image
-    pil = Image.fromarray(image)
-    pil.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return np.asarray(pil)
 
 
 def png_thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> bytes:

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from helpers import artifacts
+from helpers.choices import DECODINGS, DETAILS
 from helpers.config import RunPaths
-from helpers.demo.core import DECODINGS, DETAILS, DemoModels, Result, TopK, check_choice
+from helpers.demo.core import DemoModels, Result, TopK, check_choice
 from helpers.runtime import device_summary, versions
 
 #: Real photos that ship inside installed packages: (package, path inside it). Offline and licence-clean.
@@ -69,19 +70,7 @@ class DemoConfig:
 
 def classifier_dir(paths: RunPaths, classifier: str | None = None) -> Path:
     """The classifier folder: `classifier` (a folder or a name under models/), else compare/best.json's."""
-    if classifier:
-        given = Path(classifier).expanduser()
-        folder = given if given.is_absolute() or given.exists() else paths.model(classifier)
-    else:
-        folder = paths.best_classifier()
-        if folder is None:
-            raise FileNotFoundError(
-                f"no classifier chosen: {paths.best} does not exist; run 05-compare first "
-                "or set the `classifier` parameter to a model name such as 'mobilenet'"
-            )
-    if not folder.is_dir():
-        raise FileNotFoundError(f"classifier folder {folder} does not exist; train it first (02-04)")
-    return folder
+    return paths.classifier(classifier)
 
 
 def load_topk(model_dir: Path, k: int = 5) -> TopK:
