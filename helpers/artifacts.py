@@ -28,6 +28,16 @@ def _atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files that writes into `folder` left when the process was killed mid-write."""
+    # Only a hard kill (SIGKILL, out of memory, power) skips _atomic's cleanup; such a file can be gigabytes.
+    folder = Path(folder)
+    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Atomically write bytes."""
     return _atomic(path, lambda p: p.write_bytes(data))

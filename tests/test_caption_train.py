@@ -2,7 +2,8 @@
 
 The captioner must learn which caption goes with which picture (its image-blind twin cannot), every
 decoding strategy must return well-formed captions and stop, training must resume exactly from its
-checkpoint, and the bfloat16 autocast path (fp16 on a GPU) must run.
+checkpoint (also under fp16 with its loss scaler, the GPU's path, killed mid-epoch), the autocast paths
+must run, and a finished training keeps only its history and best weights.
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ class Interrupted(Exception):
     pass
 
 
+RESUME_FILES = {"model.safetensors", "optimizer.safetensors", "state.json", "best.safetensors"}
+FINISHED_FILES = {"state.json", "best.safetensors"}
+
+
+def checkpoint_files(out_dir) -> set[str]:
+    return {p.name for p in (out_dir / "checkpoint").iterdir()}
+
+
 def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path):
     cfg = dataclasses.replace(FAST, epochs=3)
     train, val = toy_pairs(FEATURES)
@@ -136,6 +145,7 @@ def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path):
             resumed, train, val, cfg, tmp_path / "resumed", on_epoch_end=stop_after_first, progress=False
         )
     assert len(pd.read_csv(tmp_path / "resumed" / "history.csv")) == 1
+    assert checkpoint_files(tmp_path / "resumed") == RESUME_FILES
     seen = []
     fresh = new_model(seed=123)  # different start: everything must come from the checkpoint
     history = train_captioner(
@@ -146,8 +156,7 @@ def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path):
     pd.testing.assert_frame_equal(history[cols], expected[cols], rtol=1e-5)
     for key, value in state_tensors(straight).items():
         assert torch.allclose(value, state_tensors(fresh)[key], atol=1e-6), key
-    files = {p.name for p in (tmp_path / "resumed" / "checkpoint").iterdir()}
-    assert files == {"model.safetensors", "optimizer.safetensors", "state.json", "best.safetensors"}
+    assert checkpoint_files(tmp_path / "resumed") == FINISHED_FILES  # the resume state was dropped
 
 
 def test_changed_config_or_features_start_over_instead_of_resuming(tmp_path):
@@ -165,17 +174,78 @@ def test_changed_config_or_features_start_over_instead_of_resuming(tmp_path):
     assert [r["epoch"] for r in seen] == [1, 1]
 
 
-def test_bfloat16_autocast_path_runs_on_cpu(tmp_path):
+class ScalerSpy:
+    """Wraps GradScaler.step/update: records the scaler's state after each step; can die at step N."""
+
+    def __init__(self, monkeypatch, die_at_step: int | None = None):
+        self.states: list[dict] = []
+        self.steps, self.die_at_step = 0, die_at_step
+        step, update = torch.amp.GradScaler.step, torch.amp.GradScaler.update
+
+        def spy_step(scaler, optimizer, *args, **kwargs):
+            self.steps += 1
+            if self.steps == self.die_at_step:
+                raise Interrupted(f"killed at step {self.steps}")
+            return step(scaler, optimizer, *args, **kwargs)
+
+        def spy_update(scaler, *args, **kwargs):
+            update(scaler, *args, **kwargs)
+            self.states.append(scaler.state_dict() if scaler.is_enabled() else {})
+
+        monkeypatch.setattr(torch.amp.GradScaler, "step", spy_step)
+        monkeypatch.setattr(torch.amp.GradScaler, "update", spy_update)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_paths_run_on_cpu(tmp_path, monkeypatch, amp):
+    """bf16 (native on CPUs) and fp16 with loss scaling, fused AdamW and unscale_ (the GPU's path)."""
     model = new_model()
     dtypes = []
     model.gpt.lm_head.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype))
+    spy = ScalerSpy(monkeypatch)
     train, val = toy_pairs(FEATURES)
-    cfg = dataclasses.replace(FAST, epochs=2, amp="bf16")
+    cfg = dataclasses.replace(FAST, epochs=2, amp=amp)
     history = train_captioner(model, train, val, cfg, tmp_path, progress=False)
-    assert dtypes and set(dtypes) == {torch.bfloat16}  # the matmuls really ran in bfloat16
+    expected = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert dtypes and set(dtypes) == {expected}  # the matmuls really ran in the reduced precision
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
-    with pytest.raises(ValueError, match="fp16 autocast needs a GPU"):
-        train_captioner(
-            new_model(), train, val, dataclasses.replace(cfg, amp="fp16"), tmp_path / "x", progress=False
-        )
+    assert spy.steps == 2 * 8  # 32 training pairs in batches of 4, two epochs
+    if amp == "fp16":  # the loss scaler was on, and no step was lost to overflowing gradients
+        assert spy.states[-1]["scale"] == 2.0**16 and spy.states[-1]["_growth_tracker"] == 16
+    else:  # bfloat16 has float32's range: no loss scaling
+        assert spy.states[-1] == {}
+    assert checkpoint_files(tmp_path) == FINISHED_FILES
+
+
+def test_fp16_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Killed at the third of epoch 2's 8 steps, resumed from epoch 1's checkpoint by a fresh model."""
+    cfg = dataclasses.replace(FAST, epochs=3, amp="fp16")
+    train, val = toy_pairs(FEATURES)
+    straight_spy = ScalerSpy(monkeypatch)
+    straight = new_model()
+    expected = train_captioner(straight, train, val, cfg, tmp_path / "straight", progress=False)
+    scaler_end = straight_spy.states[-1]
+    assert scaler_end["_growth_tracker"] == 24  # read now: the spies below wrap this one
+
+    ScalerSpy(monkeypatch, die_at_step=8 + 3)  # the third step of epoch 2: weights moved, no checkpoint yet
+    with pytest.raises(Interrupted):
+        train_captioner(new_model(), train, val, cfg, tmp_path / "resumed", progress=False)
+    assert len(pd.read_csv(tmp_path / "resumed" / "history.csv")) == 1
+    assert checkpoint_files(tmp_path / "resumed") == RESUME_FILES
+    partial = tmp_path / "resumed" / "checkpoint" / ".optimizer.safetensors.x1y2.tmp"
+    partial.write_bytes(b"\0" * 1000)  # what a hard kill in the middle of an atomic write leaves
+
+    spy, seen = ScalerSpy(monkeypatch), []
+    fresh = new_model(seed=123)  # different start: everything must come from the checkpoint
+    history = train_captioner(
+        fresh, train, val, cfg, tmp_path / "resumed", on_epoch_end=seen.append, progress=False
+    )
+    assert [r["epoch"] for r in seen] == [2, 3]  # epoch 1 not trained again, epoch 2 again from its start
+    assert spy.steps == 16  # two epochs of 8 steps
+    assert spy.states[-1] == scaler_end  # loss scale and growth tracker carried over
+    cols = ["epoch", "train_loss", "val_loss", "lr"]
+    pd.testing.assert_frame_equal(history[cols], expected[cols], rtol=1e-5)
+    for key, value in state_tensors(straight).items():
+        assert torch.allclose(value, state_tensors(fresh)[key], atol=1e-6), key
+    assert checkpoint_files(tmp_path / "resumed") == FINISHED_FILES  # the partial file is gone too

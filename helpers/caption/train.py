@@ -290,11 +290,7 @@ def _train_epoch(model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, 
 
 
 def _drop_resume_state(folder: Path, state: dict) -> None:
-    """Mark the training finished, then delete its model and optimizer state (~3x the weights on disk).
-
-    A rerun needs only the history and best.safetensors; state.json is rewritten first, so a kill in
-    between leaves a checkpoint that still loads.
-    """
+    """Mark the training finished (first: a kill in between still loads), then drop the resume state."""
     artifacts.write_json(folder / "state.json", {**state, "finished": True})
     for name in ("model.safetensors", "optimizer.safetensors"):
         (folder / name).unlink(missing_ok=True)
