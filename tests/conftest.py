@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prerequisites import require
 
 # Model hubs are unreachable: fail at once instead of retrying for ~47 s. Kernels started by papermill
 # inherit this environment.
@@ -21,10 +24,61 @@ ARTIFACTS = Path(os.environ.get("CAPTION_TEST_ARTIFACTS", ROOT / "test-artifacts
 
 @pytest.fixture(scope="session")
 def real_samples() -> Path:
-    """The folder of small real samples, or skip when this machine does not have it."""
-    if not REAL_SAMPLES.is_dir():
-        pytest.skip(f"real samples not present at {REAL_SAMPLES} (set CAPTION_REAL_SAMPLES)")
+    """The folder of small real samples (skip locally, fail under CI when it is missing)."""
+    require(
+        REAL_SAMPLES.is_dir(),
+        f"real samples not present at {REAL_SAMPLES}",
+        "set CAPTION_REAL_SAMPLES to a folder with cifar-100-python/ and flickr8k/",
+    )
     return REAL_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def java() -> None:
+    """Java for pycocoevalcap's PTB tokenizer and METEOR."""
+    from helpers.metrics import java_available
+
+    require(java_available(), "java not installed", "apt-get install default-jre-headless (Java 17)")
+
+
+@pytest.fixture(scope="session")
+def scorer(java):
+    """One CaptionScorer (one METEOR JVM, 5-15 s to start) for the whole session, closed at its end."""
+    from helpers.metrics import CaptionScorer
+
+    with CaptionScorer() as s:
+        yield s
+
+
+#: Where the test series points AWS: a closed local port, so a request that escaped a dry run fails the run.
+NO_AWS = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "SAGEMAKER_VALIDATE_ROLE": "false",
+}
+#: Per notebook of the test series: extra parameters and environment. Notebook 07 also runs its deploy
+#: cells as a dry run, so it is executed once for both the demo and the deploy tests.
+SERIES_EXTRA = {"07": {"deploy": True, "deploy_dry_run": True, "deploy_instance_type": "ml.g4dn.xlarge"}}
+SERIES_ENV = {"07": NO_AWS}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set (kernels started meanwhile inherit them), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 class SeriesRun:
@@ -42,7 +96,9 @@ class SeriesRun:
             if number not in self.done:
                 try:
                     data = str(self.data_dir) if self.data_dir else None
-                    run_series(self.preset, str(self.run_dir), only=number, data_dir=data)
+                    with environment(SERIES_ENV.get(number, {})):
+                        extra = SERIES_EXTRA.get(number, {})
+                        run_series(self.preset, str(self.run_dir), only=number, data_dir=data, extra=extra)
                     self.done[number] = None
                 except BaseException as err:  # remembered so dependants fail with the real cause
                     self.done[number] = err

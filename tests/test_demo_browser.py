@@ -112,8 +112,13 @@ def voila_log(workdir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Chromium not found at {CHROMIUM}: run tests/browser_setup.sh (or set CHROMIUM_PATH)")
+    from conftest import require
+
+    require(
+        CHROMIUM.is_file(),
+        f"Chromium not found at {CHROMIUM}",
+        "run tests/browser_setup.sh (or set CHROMIUM_PATH)",
+    )
     return CHROMIUM
 
 

@@ -23,7 +23,7 @@ REFS = {
 }
 HYPS = {"dog.jpg": "a dog running on the grass", "bikes.jpg": "two people riding bikes", "beach.jpg": "a dog"}
 
-needs_java = pytest.mark.skipif(not metrics.java_available(), reason="java not installed")
+needs_java = pytest.mark.usefixtures("java")  # skips locally, fails under CI=true when Java is missing
 
 
 def reference_scores() -> dict[str, float]:
@@ -40,13 +40,6 @@ def reference_scores() -> dict[str, float]:
     return out
 
 
-@pytest.fixture(scope="module")
-def scorer():
-    """One scorer (one METEOR JVM, ~5-15 s to start) for the tests of this module."""
-    with CaptionScorer() as s:
-        yield s
-
-
 @needs_java
 def test_wrapper_equals_pycocoevalcap(scorer):
     ours = scorer.score(REFS, HYPS)
@@ -59,7 +52,8 @@ def test_wrapper_equals_pycocoevalcap(scorer):
 
 
 @needs_java
-def test_scorer_reuses_one_meteor_jvm_and_perfect_captions_score_one(scorer):
+def test_scorer_reuses_one_meteor_jvm_and_perfect_captions_score_one():
+    scorer = CaptionScorer()  # its own: this test closes it
     imperfect = scorer.score(REFS, HYPS)
     jvm = scorer._meteor
     perfect = scorer.score(REFS, {k: v[0] for k, v in REFS.items()})

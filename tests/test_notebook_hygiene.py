@@ -69,3 +69,16 @@ def test_cells_are_short(nb):
             assert len(cell.source.splitlines()) <= 20, (
                 f"{path.name} cell {i} is too long; move logic to helpers"
             )
+
+
+def test_training_notebooks_differ_only_in_parameters_and_prose():
+    """02, 03 and 04 run the same code (the comparison in 05 is fair only then): every code cell but the
+    parameters cell is identical, and the parameters cells differ only in the backbone."""
+    by_number = {nb.name[:2]: nbformat.read(nb, as_version=4) for nb in NOTEBOOKS}
+    code = {}
+    for number in ("02", "03", "04"):
+        cells = [c for c in by_number[number].cells if c.cell_type == "code"]
+        params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+        knobs = [line for line in params[0].source.splitlines() if not line.startswith("backbone = ")]
+        code[number] = (knobs, [c.source for c in cells if c not in params])
+    assert code["02"] == code["03"] == code["04"], "02-04 drifted apart: change all three together"
