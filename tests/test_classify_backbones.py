@@ -136,7 +136,7 @@ def _offline_imagenet(name: str) -> BackboneSpec:
     def constructor(include_top, weights, input_shape):
         return spec.constructor(include_top=include_top, weights=None, input_shape=input_shape)
 
-    return dataclasses.replace(spec, constructor=constructor)
+    return dataclasses.replace(spec, constructor=constructor, imagenet_file=None)
 
 
 @pytest.mark.parametrize("phase", ["head", "finetune"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import shutil
@@ -20,11 +21,11 @@ from helpers.data import (
     CifarData,
     CifarFormatError,
     UnsafePickleError,
-    cifar,
     load_cifar100,
     save_cifar100,
     write_synthetic_cifar,
 )
+from helpers.data.downloads import file_hash
 
 
 @pytest.fixture(scope="module")
@@ -190,33 +191,39 @@ def test_malformed_batches(folder: Path, tmp_path: Path, train: bytes, expected:
         load_cifar100(bad)
 
 
-# ---- the keras source (no download here: keras' loader is replaced) ------------------------------------
-def fake_keras(monkeypatch: pytest.MonkeyPatch, data: CifarData) -> None:
-    def arrays():
-        col = [y.reshape(-1, 1) for y in (data.y_train, data.y_train_coarse, data.y_test, data.y_test_coarse)]
-        return data.x_train, col[0], col[1], data.x_test, col[2], col[3]
+# ---- the keras source: Keras' public archive, fetched (here from a file:// mirror) ----------------------
+def keras_mirror(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Serve a cifar-100-python.tar.gz of `folder` from a mirror whose manifest pins its hash."""
+    server = tmp_path / "server"
+    server.mkdir()
+    archive = make_tar(folder, server / "cifar-100-python.tar.gz")
+    manifest = {archive.name: {"hash": "sha256:" + file_hash(archive), "size": archive.stat().st_size}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("CAPTION_DOWNLOAD_MIRROR", server.as_uri())
+    monkeypatch.setenv("CAPTION_DOWNLOAD_MANIFEST", str(tmp_path / "manifest.json"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return archive
 
-    monkeypatch.setattr(cifar, "_keras_arrays", arrays)
 
-
-def test_keras_source_reads_names_from_the_keras_cache(folder: Path, tmp_path: Path, monkeypatch):
-    data = load_cifar100(folder)
-    fake_keras(monkeypatch, data)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    cache = tmp_path / "datasets" / "cifar-100-python-target" / "cifar-100-python"
-    cache.mkdir(parents=True)
-    shutil.copy(folder / "meta", cache / "meta")
-    got = load_cifar100("keras")
+def test_keras_source_fetches_the_archive_into_the_keras_cache(folder: Path, tmp_path: Path, monkeypatch):
+    keras_mirror(folder, tmp_path, monkeypatch)
+    data, got = load_cifar100(folder), load_cifar100("keras")
     assert got.source == "keras" and got.label_names == data.label_names
     assert got.y_train.shape == (30,) and got.y_train.dtype == np.int64
+    np.testing.assert_array_equal(got.x_test, data.x_test)
     np.testing.assert_array_equal(got.y_test_coarse, data.y_test_coarse)
+    assert (tmp_path / "keras" / "datasets" / "cifar-100-python.tar.gz").is_file()
 
 
-def test_keras_source_falls_back_to_official_names(folder: Path, tmp_path: Path, monkeypatch):
-    fake_keras(monkeypatch, load_cifar100(folder))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    got = load_cifar100("keras")
-    assert got.label_names == list(CIFAR100_FINE_LABELS) and len(got.coarse_label_names) == 20
+def test_keras_source_reuses_the_checked_cache_offline(folder: Path, tmp_path: Path, monkeypatch):
+    archive = keras_mirror(folder, tmp_path, monkeypatch)
+    load_cifar100("keras")
+    archive.unlink()  # the mirror is gone; the cached copy still matches its hash
+    assert load_cifar100("keras").x_train.shape == (30, 32, 32, 3)
+
+
+def test_official_label_name_constants():
+    assert len(CIFAR100_FINE_LABELS) == 100 and len(CIFAR100_COARSE_LABELS) == 20
     assert CIFAR100_FINE_LABELS[:3] == ("apple", "aquarium_fish", "baby")
     assert CIFAR100_COARSE_LABELS[-1] == "vehicles_2"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from helpers.data import (
     DownloadError,
     FlickrFormatError,
     fetch_flickr8k,
-    flickr,
     load_flickr8k,
     normalize_caption,
 )
@@ -166,7 +166,7 @@ def test_normalize_caption(raw: str, clean: str):
     assert normalize_caption(raw) == clean
 
 
-# ---- fetching the archives (no internet here: local file:// archives stand in) ---------------------------
+# ---- fetching the archives (no internet here: a file:// mirror with its own hash manifest stands in) -----
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -176,21 +176,23 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def fake_archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: bool = False) -> None:
-    """Archives laid out like the public ones (macOS junk included), served from file:// URLs."""
+    """Archives laid out like the public ones (macOS junk included), on a file:// mirror."""
     images = {f"Flicker8k_Dataset/{n}": jpeg() for n in IDS} | {"__MACOSX/Flicker8k_Dataset/._x.jpg": b"junk"}
     text = {
         "Flickr8k.token.txt": "\n".join(TOKEN_LINES).encode(),
         "Flickr_8k.trainImages.txt": IDS[0].encode(),
     }
     text |= {"Flickr_8k.devImages.txt": IDS[1].encode(), "Flickr_8k.testImages.txt": IDS[3].encode()}
-    archives = {}
+    manifest = {}
     for name, files in (("Flickr8k_Dataset.zip", images), ("Flickr8k_text.zip", text)):
         path = tmp_path / "server" / name
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(zip_bytes(files))
         md5 = "0" * 32 if corrupt else hashlib.md5(path.read_bytes()).hexdigest()
-        archives[name] = (path.as_uri(), md5)
-    monkeypatch.setattr(flickr, "FLICKR8K_ARCHIVES", archives)
+        manifest[name] = {"hash": f"md5:{md5}"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("CAPTION_DOWNLOAD_MIRROR", (tmp_path / "server").as_uri())
+    monkeypatch.setenv("CAPTION_DOWNLOAD_MANIFEST", str(tmp_path / "manifest.json"))
 
 
 def test_fetch_extracts_into_the_canonical_layout(tmp_path: Path, monkeypatch):
@@ -200,22 +202,22 @@ def test_fetch_extracts_into_the_canonical_layout(tmp_path: Path, monkeypatch):
     assert sorted(p.name for p in (root / "Images").iterdir()) == IDS
     data = load_flickr8k(root)
     assert data.splits == {"train": [IDS[0]], "val": [IDS[1]], "test": [IDS[3]]}
-    assert not (tmp_path / "data" / "downloads" / "Flickr8k_Dataset.zip").exists()  # archives removed
+    assert not list((tmp_path / "data" / "downloads").glob("*.zip*"))  # archives removed
     (tmp_path / "server" / "Flickr8k_text.zip").unlink()
     assert fetch_flickr8k(tmp_path / "data") == root  # second call: nothing downloaded
 
 
 def test_fetch_refuses_a_checksum_mismatch(tmp_path: Path, monkeypatch):
     fake_archives(tmp_path, monkeypatch, corrupt=True)
-    with pytest.raises(DownloadError, match="MD5 .* does not match the published 0000"):
+    with pytest.raises(DownloadError, match="md5 [0-9a-f]{32}, expected 0000"):
         fetch_flickr8k(tmp_path / "data")
-    assert list((tmp_path / "data" / "downloads").iterdir()) == []  # no partial file left behind
+    assert not list((tmp_path / "data" / "downloads").glob("*.zip*"))  # no partial file left behind
 
 
 def test_fetch_unreachable_host_fails_clearly(tmp_path: Path, monkeypatch):
-    url = "http://127.0.0.1:9/Flickr8k_text.zip"  # the discard port: connection refused at once
-    monkeypatch.setattr(flickr, "FLICKR8K_ARCHIVES", {"Flickr8k_text.zip": (url, "0" * 32)})
+    monkeypatch.setenv("CAPTION_DOWNLOAD_MIRROR", "http://127.0.0.1:9")  # the discard port: refused at once
     with pytest.raises(
-        DownloadError, match=r"could not download http://127\.0\.0\.1:9/.*put Flickr8k_text.zip in"
+        DownloadError,
+        match=r"could not download http://127\.0\.0\.1:9/Flickr8k_Dataset.zip .*put the file at",
     ):
-        fetch_flickr8k(tmp_path, timeout=5)
+        fetch_flickr8k(tmp_path, timeout=5, retries=0)

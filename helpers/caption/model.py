@@ -161,7 +161,15 @@ def build_gpt2(spec: str | dict) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if isinstance(spec, str):
-        return GPT2LMHeadModel.from_pretrained(spec)
+        try:
+            return GPT2LMHeadModel.from_pretrained(spec)  # the hub client caches, resumes and retries
+        except OSError as err:  # what transformers raises for every download or cache failure
+            raise RuntimeError(
+                f"could not load {spec!r} from https://huggingface.co/{spec} ({str(err).splitlines()[0]}). "
+                "Check the connection and run again (partial downloads resume; HF_HUB_DOWNLOAD_TIMEOUT=60 "
+                f"helps on a slow link). Offline: run `hf download {spec}` on a connected machine and copy "
+                "its cache to $HF_HOME here, or set HF_ENDPOINT to a mirror."
+            ) from None
     config = GPT2Config(**spec)
     if config.vocab_size != GPT2_VOCAB_SIZE:
         raise ValueError(

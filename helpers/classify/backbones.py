@@ -13,6 +13,8 @@ from typing import Any
 
 import keras
 
+from helpers.data.download_table import IMAGENET_WEIGHTS
+
 #: Keras applications refuse inputs smaller than this (pixels per side) without their top.
 MIN_INPUT_SIZE = 32
 
@@ -33,6 +35,7 @@ class BackboneSpec:
     default_input_size: int  # pixels per side for the `full` preset (ImageNet weights)
     notes: str
     min_input_size: int = MIN_INPUT_SIZE
+    imagenet_file: str | None = None  # its ImageNet weights in the download table (None: Keras fetches them)
 
     def check_input_size(self, input_size: int) -> int:
         """Return `input_size` or raise a clear error when the backbone cannot take it."""
@@ -45,7 +48,8 @@ class BackboneSpec:
         size = self.check_input_size(input_size)
         if weights not in (None, "imagenet"):
             raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
-        backbone = self.constructor(include_top=False, weights=weights, input_shape=(size, size, 3))
+        keras_weights = self.keras_weights(weights)
+        backbone = self.constructor(include_top=False, weights=keras_weights, input_shape=(size, size, 3))
         if weights is None:
             # Random init: BatchNorm must learn its statistics, and quickly enough for a short run.
             for layer in batchnorm_layers(backbone):
@@ -55,6 +59,20 @@ class BackboneSpec:
         inputs = keras.Input((size, size, 3), name="image")
         x = keras.layers.GlobalAveragePooling2D(name="features")(backbone(inputs))
         return keras.Model(inputs, x, name=f"{self.name}_features")
+
+    def keras_weights(self, weights: str | None) -> str | None:
+        """What the Keras constructor gets: None, or the path of the fetched, hash-checked ImageNet file.
+
+        Given a path, keras.applications loads it with the same ``model.load_weights`` its "imagenet" branch
+        calls after its own download; the download is ours (resume, retries, the hash Keras pins). Unlike
+        Keras, MobileNetV2 gets the 224-pixel weights at every input size (Keras switches to the 96-192
+        ones for those sizes); the shapes are the same.
+        """
+        if weights != "imagenet" or self.imagenet_file is None:
+            return weights
+        from helpers.data.downloads import fetch
+
+        return str(fetch(self.imagenet_file))
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -98,6 +116,7 @@ def backbone_layer(model: keras.Model) -> keras.Model:
 BACKBONES: dict[str, BackboneSpec] = {
     "vgg16": BackboneSpec(
         name="vgg16",
+        imagenet_file=IMAGENET_WEIGHTS["vgg16"],
         constructor=keras.applications.VGG16,
         preprocess=keras.applications.vgg16.preprocess_input,
         default_input_size=224,
@@ -110,6 +129,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
+        imagenet_file=IMAGENET_WEIGHTS["resnet50"],
         constructor=keras.applications.ResNet50,
         preprocess=keras.applications.resnet50.preprocess_input,
         default_input_size=224,
@@ -121,6 +141,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "mobilenet_v2": BackboneSpec(
         name="mobilenet_v2",
+        imagenet_file=IMAGENET_WEIGHTS["mobilenet_v2"],
         constructor=keras.applications.MobileNetV2,
         preprocess=keras.applications.mobilenet_v2.preprocess_input,
         default_input_size=224,

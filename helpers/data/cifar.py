@@ -3,14 +3,14 @@
 A ``cifar-100-python`` folder (or the ``cifar-100-python.tar.gz`` it ships in) holds three Python-2
 pickles: ``train`` and ``test`` (dicts with ``b"data"`` N x 3072 uint8 channel-major rows,
 ``b"fine_labels"``, ``b"coarse_labels"``, ``b"filenames"``, ``b"batch_label"``) and ``meta``
-(``b"fine_label_names"``, ``b"coarse_label_names"``). The `full` preset gets them through
-``keras.datasets.cifar100``; the other presets point at a folder.
+(``b"fine_label_names"``, ``b"coarse_label_names"``). The `full` preset downloads the archive that
+``keras.datasets.cifar100`` uses (its URL and hash, see the download table); the others point at a folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import os
 import pickle
 import struct
 import tarfile
@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from helpers import artifacts
+from helpers.data.download_table import CIFAR100_ARCHIVE
 
-#: The official label names, in label order (used when the keras cache has no ``meta`` file).
+#: The official label names, in label order (the ``meta`` file of the public archive holds the same).
 CIFAR100_FINE_LABELS = tuple(
     """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel
     can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur
@@ -230,54 +231,20 @@ def _parse_batch(obj: Any, where: str, n_fine: int, n_coarse: int) -> tuple[np.n
 
 
 # ---- public API ------------------------------------------------------------------------------------
-def _keras_arrays() -> tuple[np.ndarray, ...]:
-    """(x_train, y_train, yc_train, x_test, y_test, yc_test) through keras.datasets.cifar100."""
-    from keras.datasets import cifar100
-
-    try:
-        (x_train, y_train), (x_test, y_test) = cifar100.load_data(label_mode="fine")
-        (_, yc_train), (_, yc_test) = cifar100.load_data(label_mode="coarse")
-    except Exception as err:  # keras raises a bare Exception for a failed download
-        raise RuntimeError(
-            f"could not get CIFAR-100 through keras.datasets ({err}); offline, pass the path of a "
-            "cifar-100-python folder or cifar-100-python.tar.gz instead of 'keras'"
-        ) from err
-    if x_train.shape[-1] != 3:  # keras honours image_data_format; this project is channels-last
-        x_train, x_test = x_train.transpose(0, 2, 3, 1), x_test.transpose(0, 2, 3, 1)
-    return x_train, y_train, yc_train, x_test, y_test, yc_test
-
-
-def _keras_meta_path() -> Path:
-    """Where keras 3.15's ``get_file`` extracts the archive, so where its ``meta`` file lies.
-
-    Same rules as keras: ``$KERAS_HOME`` or ``~/.keras`` (``/tmp/.keras`` when that is not writable).
-    """
-    home = os.environ.get("KERAS_HOME")
-    if home is None:
-        user = os.path.expanduser("~")
-        home = os.path.join(user if os.access(user, os.W_OK) else "/tmp", ".keras")
-    home = os.path.expanduser(home)
-    if not os.access(home, os.W_OK):
-        home = "/tmp/.keras"
-    return Path(home) / "datasets" / "cifar-100-python-target" / "cifar-100-python" / "meta"
-
-
 def _load_keras() -> CifarData:
-    x_train, y_train, yc_train, x_test, y_test, yc_test = _keras_arrays()
-    meta = _keras_meta_path()
-    if meta.is_file():
-        fine, coarse = _parse_meta(safe_unpickle(meta.read_bytes(), str(meta)), str(meta))
-    else:
-        fine, coarse = list(CIFAR100_FINE_LABELS), list(CIFAR100_COARSE_LABELS)
-    as64 = [np.asarray(y, dtype=np.int64).reshape(-1) for y in (y_train, yc_train, y_test, yc_test)]
-    return CifarData(
-        np.asarray(x_train, np.uint8), as64[0], as64[1], np.asarray(x_test, np.uint8), as64[2], as64[3],
-        label_names=fine, coarse_label_names=coarse, source="keras",
-    )  # fmt: skip
+    """The archive ``keras.datasets.cifar100`` downloads (same URL and hash), fetched and read here.
+
+    Fetched through `helpers.data.downloads.fetch` (timeouts, resume, hash check) into Keras' cache folder,
+    then parsed by the same restricted reader as every other source, so all presets share one parser.
+    """
+    from helpers.data.downloads import fetch
+
+    archive = fetch(CIFAR100_ARCHIVE)
+    return dataclasses.replace(load_cifar100(archive), source="keras")
 
 
 def load_cifar100(source: str | Path) -> CifarData:
-    """CIFAR-100 from ``"keras"`` (download via keras) or a ``cifar-100-python`` folder / ``.tar.gz``."""
+    """CIFAR-100 from ``"keras"`` (Keras' archive, downloaded) or a ``cifar-100-python`` folder or .tar.gz."""
     if str(source) == "keras":
         return _load_keras()
     path = Path(source).expanduser()

@@ -9,12 +9,8 @@ Captions whose image is missing and malformed lines are reported, never fatal.
 from __future__ import annotations
 
 import csv
-import hashlib
-import os
 import re
 import string
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +21,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from helpers import artifacts
+from helpers.data.download_table import FLICKR8K_ARCHIVES, TABLE
+from helpers.data.downloads import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DownloadError, fetch
+
+__all__ = [
+    "DownloadError",
+    "Flickr8k",
+    "FlickrFormatError",
+    "fetch_flickr8k",
+    "load_flickr8k",
+    "normalize_caption",
+]
 
 TOKEN_FILE = "Flickr8k.token.txt"
 CSV_FILE = "captions.txt"
@@ -41,26 +48,8 @@ _SEPARATORS = str.maketrans({c: " " for c in "-/"})
 _DROP = str.maketrans("", "", string.punctuation.replace("-", "").replace("/", ""))
 
 
-#: The public archives of the `full` preset and their MD5 checksums, as published with the archives'
-#: use in mlverse/torchvision (R) and other projects that verify them.
-FLICKR8K_ARCHIVES = {
-    "Flickr8k_Dataset.zip": (
-        "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_Dataset.zip",
-        "f18a1e2920de5bd84dae7cf08ec78978",
-    ),
-    "Flickr8k_text.zip": (
-        "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_text.zip",
-        "bf6c1abcb8e4a833b7f922104de18627",
-    ),
-}
-
-
 class FlickrFormatError(ValueError):
     """The folder is not a Flickr8k-style layout (no captions file, no image folder, partial splits)."""
-
-
-class DownloadError(RuntimeError):
-    """An archive could not be downloaded or did not match its published checksum."""
 
 
 @dataclass
@@ -228,44 +217,6 @@ def load_flickr8k(
 
 
 # ---- the full preset: download the public archives --------------------------------------------------
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _download(url: str, target: Path, md5: str, timeout: float) -> Path:
-    """Stream `url` to `target` with a progress bar and check its MD5; a cached good copy is reused."""
-    if target.is_file() and _md5(target) == md5:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError) as err:
-        part.unlink(missing_ok=True)
-        reason = getattr(err, "reason", err)
-        raise DownloadError(
-            f"could not download {url} ({reason}); without internet access, fetch it elsewhere and put "
-            f"{target.name} in {target.parent}, or point the notebook at a Flickr8k folder"
-        ) from err
-    digest = _md5(part)
-    if digest != md5:
-        part.unlink()
-        raise DownloadError(
-            f"{url}: MD5 {digest} does not match the published {md5}; the download is corrupt"
-        )
-    os.replace(part, target)
-    return target
-
-
 def _extract(archive: Path, dest: Path, keep: Callable[[str], bool]) -> int:
     """Extract the members whose file name passes `keep` flat into `dest` (names only: nothing escapes)."""
     count = 0
@@ -279,8 +230,10 @@ def _extract(archive: Path, dest: Path, keep: Callable[[str], bool]) -> int:
     return count
 
 
-def fetch_flickr8k(dest: str | Path, timeout: float = 60.0) -> Path:
-    """Download and MD5-check the public Flickr8k archives, extract them as ``dest/flickr8k``.
+def fetch_flickr8k(
+    dest: str | Path, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES
+) -> Path:
+    """Download and check the public Flickr8k archives (download table), extract them as ``dest/flickr8k``.
 
     The layout is the canonical one `load_flickr8k` reads: ``Images/*.jpg``, ``Flickr8k.token.txt`` and
     the split lists. The archives (about 1.1 GB) are deleted after extraction; a ``.fetched.json`` marker
@@ -291,13 +244,11 @@ def fetch_flickr8k(dest: str | Path, timeout: float = 60.0) -> Path:
     if marker.is_file():
         return root
     downloads = Path(dest).expanduser() / "downloads"
-    for name, (url, md5) in FLICKR8K_ARCHIVES.items():
-        _download(url, downloads / name, md5, timeout)
-    n_images = _extract(
-        downloads / "Flickr8k_Dataset.zip", root / "Images", lambda n: n.lower().endswith(".jpg")
-    )
-    n_text = _extract(downloads / "Flickr8k_text.zip", root, lambda n: n.endswith(".txt"))
-    artifacts.write_json(marker, {"archives": FLICKR8K_ARCHIVES, "images": n_images, "text_files": n_text})
-    for name in FLICKR8K_ARCHIVES:
-        (downloads / name).unlink()
+    images, text = (fetch(n, downloads, timeout=timeout, retries=retries) for n in FLICKR8K_ARCHIVES)
+    n_images = _extract(images, root / "Images", lambda n: n.lower().endswith(".jpg"))
+    n_text = _extract(text, root, lambda n: n.endswith(".txt"))
+    archives = {n: {"url": TABLE[n].url, "hash": TABLE[n].hash} for n in FLICKR8K_ARCHIVES}
+    artifacts.write_json(marker, {"archives": archives, "images": n_images, "text_files": n_text})
+    for path in (images, text):
+        path.unlink()
     return root
