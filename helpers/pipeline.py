@@ -17,6 +17,7 @@ from typing import Any
 
 from helpers import KERNEL_NAME, artifacts
 from helpers.config import PRESETS, RunPaths, project_root
+from helpers.quiet_kernel import QuietKernelManager
 
 #: Which sub-folder of --data-dir each notebook's `data_source` parameter points at.
 DATA_SOURCES = {"01": "cifar-100-python", "06": "flickr8k"}
@@ -99,6 +100,7 @@ def run_one(nb: Path, out: Path, params: dict, timeout: int | None = None) -> fl
             str(out),
             parameters=params,
             kernel_name=KERNEL_NAME,
+            kernel_manager_class=QuietKernelManager,  # encrypted transport, no TensorFlow start-up noise
             cwd=str(nb.parent),
             progress_bar=False,
             log_output=False,
