@@ -262,7 +262,7 @@ def test_widget_survives_bad_uploads_and_keeps_working(models, captioner):
     app = CaptionApp(models, max_upload_mb=0.2)
     assert "up to <b>0.2 MB</b> each" in app.widget.children[0].value  # the stated limit
     app.upload.value = as_upload([("photo.jpg", PHOTO.read_bytes())] + [b[:2] for b in BAD])
-    cards = [c.value for c in app.cards.children]
+    cards = [view.html.value for view in app.views]
     assert len(cards) == 1 + len(BAD)
     assert "demo-card-ok" in cards[0] and all("demo-card-error" in c for c in cards[1:])
     assert (
@@ -273,13 +273,13 @@ def test_widget_survives_bad_uploads_and_keeps_working(models, captioner):
     assert len(app.log.outputs) == 0  # no traceback was shown
 
     app.upload.value = as_upload([("again.jpg", PHOTO.read_bytes())])
-    assert len(app.cards.children) == 1 and "demo-card-ok" in app.cards.children[0].value
+    assert len(app.cards.children) == 1 and "demo-card-ok" in app.views[0].html.value
     assert app.status.value.startswith("1 image captioned, in ")
 
     app.decoding.value = "beam"  # a changed setting re-captions the last upload
     app.detail.value = "detailed"
     assert captioner.settings[-2:] == [("beam", "short"), ("beam", "detailed")]
-    assert "(beam, detailed)" in app.cards.children[0].value
+    assert "(beam, detailed)" in app.views[0].html.value
     assert len(app.log.outputs) == 0
 
 
@@ -332,6 +332,126 @@ def test_examples_and_captions_json(tmp_path, models):
         "size": None,
         "decoding": "greedy",
         "detail": "short",
+        "narrative": None,
     }
     assert [len(r["top5"]) for r in saved["results"][:3]] == [5, 5, 5]
     assert Path(out).parent == smoke.paths.demo
+
+
+# ---- card actions: the narrative, regions, overlays, on a stand-in explainer ----
+
+
+class StandInExplainer:
+    """Adds numbered sentences, captions regions by their mean colour, returns fixed maps; can fail."""
+
+    grid = 3
+
+    def __init__(self, fail: bool = False, sentences: int = 2):
+        self.fail, self.sentences, self.calls = fail, sentences, []
+
+    def more(self, image, narrative):
+        from helpers.caption.narrative import Ranked, Sentence
+
+        self.calls.append("more")
+        if self.fail:
+            raise RuntimeError("out of memory")
+        if len(narrative.sentences) > self.sentences:
+            return narrative, None
+        text = f"detail number {len(narrative.sentences)}"
+        return narrative.add(Sentence(text, "more")), Ranked(text, 1.0, 1.0, 0.0)
+
+    def look_here(self, image, narrative, row, col):
+        from helpers.caption.narrative import cell_at, crop, region_sentence
+
+        self.calls.append(("look", row, col))
+        cell = cell_at(image.shape[0], image.shape[1], row, col, self.grid, self.grid)
+        red, _, blue = crop(image, cell).reshape(-1, 3).mean(0)
+        return narrative.add(region_sentence("a red patch" if red > blue else "a blue patch", cell))
+
+    def classifier_map(self, image):
+        self.calls.append("cam")
+        return np.eye(4), "red"
+
+    def caption_map(self, image, caption):
+        self.calls.append(("occlusion", caption))
+        return np.ones((4, 4))
+
+
+def explained_models(explainer, trained_on: str = "smoke") -> DemoModels:
+    return DemoModels(RecordingCaptioner(), classify, explainer=explainer, trained_on=trained_on)
+
+
+def test_tell_more_look_here_reset_and_overlays():
+    from helpers.demo import look_here, reset, show_where, tell_more
+
+    explainer = StandInExplainer()
+    models = explained_models(explainer)
+    [result] = process_upload([("two.gif", gen.palette_gif())], models)  # red top half, blue bottom half
+    assert result.narrative.texts == [result.caption] and explainer.calls == []  # nothing ran on upload
+    grown = tell_more(tell_more(result, models), models)
+    assert grown.narrative.texts[1:] == ["detail number 1", "detail number 2"]
+    html = card_html(grown)
+    assert html.count('class="demo-sentence demo-more"') == 2 and "Detail number 2." in html
+    done = tell_more(grown, models)
+    assert done.narrative == grown.narrative and done.notice == "Nothing new to add about this picture."
+    region = look_here(done, models, 2, 0)
+    assert region.narrative.sentences[-1].display() == "At the bottom left, a blue patch."
+    assert region.notice is None and "At the bottom left, a blue patch." in card_html(region)
+    cam = show_where(region, models, "classifier")
+    assert cam.overlay.startswith(b"\x89PNG") and cam.overlay_title.endswith("(red)")
+    assert 'class="demo-overlay"' in card_html(cam)
+    occlusion = show_where(cam, models, "caption")
+    assert explainer.calls[-1] == ("occlusion", result.caption) and "Occlusion" in occlusion.overlay_title
+    assert show_where(occlusion, models, "off").overlay is None
+    back = reset(occlusion)
+    assert back.narrative.texts == [result.caption] and back.overlay is None
+    assert (
+        grown.narrative.texts[0] == result.caption
+    )  # results are new objects; the old ones stay as they were
+    with pytest.raises(ValueError, match="unknown overlay 'x'; choose one of off, classifier, caption"):
+        show_where(result, models, "x")
+
+
+def test_a_failing_card_action_keeps_the_card_and_says_why():
+    from helpers.demo import show_where, tell_more
+
+    models = explained_models(StandInExplainer(fail=True))
+    [result] = process_upload([("dot.png", gen.one_pixel_png())], models)
+    failed = tell_more(result, models)
+    assert failed.notice == "Tell me more failed: RuntimeError: out of memory"
+    assert failed.narrative == result.narrative and failed.caption == result.caption
+    assert "demo-notice" in card_html(failed) and "demo-card-ok" in card_html(failed)
+    [bad] = process_upload([("empty.jpg", b"")], models)
+    assert tell_more(bad, models).notice == "This card has no captioned picture."
+    bare = DemoModels(RecordingCaptioner(), classify)  # no explainer loaded
+    [plain] = process_upload([("dot.png", gen.one_pixel_png())], bare)
+    assert "need the trained models" in show_where(plain, bare, "caption").notice
+
+
+def test_card_widgets_grow_the_narrative_and_switch_the_overlay():
+    explainer = StandInExplainer()
+    app = CaptionApp(explained_models(explainer))
+    app.upload.value = as_upload([("two.gif", gen.palette_gif()), ("empty.jpg", b"")])
+    view, error_view = app.views
+    assert not hasattr(error_view, "more")  # an error card has no actions
+    view.more.click()
+    view.more.click()
+    view.cells.children[0].click()  # the top left cell
+    assert explainer.calls == ["more", "more", ("look", 0, 0)]
+    assert "At the top left, a red patch." in view.html.value and "Detail number 2." in view.html.value
+    view.where.value = "classifier"
+    assert 'class="demo-overlay"' in view.html.value
+    view.reset.click()
+    assert view.where.value == "off" and "demo-narrative" not in view.html.value
+    assert "demo-overlay" not in view.html.value and explainer.calls[-1] == "cam"  # reset ran no model
+    assert not view.more.disabled and not app.upload.disabled and app.status.value == app.summary
+    assert len(app.log.outputs) == 0
+
+
+def test_banner_names_the_preset_the_models_come_from():
+    smoke = CaptionApp(explained_models(StandInExplainer(), "smoke")).widget.children[0].value
+    assert "demo-banner" in smoke and "<code>smoke</code> preset" in smoke and "full" in smoke
+    sample = CaptionApp(explained_models(StandInExplainer(), "sample")).widget.children[0].value
+    assert "a few hundred real photos" in sample
+    full = CaptionApp(explained_models(StandInExplainer(), "full")).widget.children[0].value
+    assert "demo-banner" not in full

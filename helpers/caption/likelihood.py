@@ -17,14 +17,14 @@ from helpers.caption.model import EOS_ID, PrefixCaptioner
 from helpers.caption.tokenizer import caption_text
 
 
-def tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """GPT-2 ids of each text as trained: leading space, end-of-text last."""
-    return [[*tokenizer(caption_text(t))["input_ids"], EOS_ID] for t in texts]
+def tokenize(tokenizer, texts: Sequence[str], end_id: int = EOS_ID) -> list[list[int]]:
+    """Token ids of each text as trained: leading space, the end-of-caption token last."""
+    return [[*tokenizer(caption_text(t))["input_ids"], end_id] for t in texts]
 
 
 @torch.no_grad()
 def sequence_log_probs(
-    model: PrefixCaptioner, features: np.ndarray, ids: Sequence[Sequence[int]], batch_size: int = 256
+    model: PrefixCaptioner, features: np.ndarray, ids: Sequence[Sequence[int]], batch_size: int = 32
 ) -> np.ndarray:
     """(N,) summed natural-log probability of token row i given feature row i."""
     model.eval()
@@ -32,23 +32,22 @@ def sequence_log_probs(
     feats = np.asarray(features, dtype=np.float32)
     if feats.ndim != 2 or len(feats) != len(ids):
         raise ValueError(f"need one feature row per text: {feats.shape} features, {len(ids)} texts")
+    end = getattr(model, "end_id", EOS_ID)  # pads; masked out
     out = np.zeros(len(ids), dtype=np.float64)
     for start in range(0, len(ids), batch_size):
         rows = ids[start : start + batch_size]
         width = max(map(len, rows))
-        tokens = torch.full((len(rows), width), EOS_ID, dtype=torch.long)
+        tokens = torch.full((len(rows), width), end, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, row in enumerate(rows):
             tokens[r, : len(row)], mask[r, : len(row)] = torch.as_tensor(row), 1
         tokens, mask = tokens.to(device), mask.to(device)
         prefix = model.prefix(torch.from_numpy(feats[start : start + batch_size]).to(device))
-        embeds = torch.cat([prefix, model.gpt.transformer.wte(tokens)], dim=1)
+        embeds = torch.cat([prefix, model.gpt.get_input_embeddings()(tokens)], dim=1)
         ones = torch.ones(prefix.shape[:2], dtype=mask.dtype, device=device)
-        hidden = model.gpt.transformer(
-            inputs_embeds=embeds, attention_mask=torch.cat([ones, mask], dim=1)
-        ).last_hidden_state
-        # The state one position earlier predicts each token (the last prefix slot the first token).
-        logits = model.gpt.lm_head(hidden[:, prefix.shape[1] - 1 : -1]).float()
+        logits = model.gpt(inputs_embeds=embeds, attention_mask=torch.cat([ones, mask], dim=1)).logits
+        # The position one earlier predicts each token (the last prefix slot the first token).
+        logits = logits[:, prefix.shape[1] - 1 : -1].float()
         picked = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
         out[start : start + len(rows)] = (picked * mask).sum(1).cpu().numpy()
     return out
@@ -58,7 +57,7 @@ def log_likelihoods(
     model: PrefixCaptioner, tokenizer, features: np.ndarray, texts: Sequence[str]
 ) -> np.ndarray:
     """(N,) log p(texts[i] | features[i]) in nats."""
-    return sequence_log_probs(model, features, tokenize(tokenizer, texts))
+    return sequence_log_probs(model, features, tokenize(tokenizer, texts, getattr(model, "end_id", EOS_ID)))
 
 
 def average_image(model: PrefixCaptioner, rows: int = 1) -> np.ndarray:
@@ -76,7 +75,7 @@ def text_by_image(
     """
     feats = np.asarray(features, dtype=np.float32)
     sentences = [s for text in texts for s in text]
-    ids = tokenize(tokenizer, sentences)
+    ids = tokenize(tokenizer, sentences, getattr(model, "end_id", EOS_ID))
     owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
     scores = np.zeros((len(texts), len(feats)))
     for j in range(len(feats)):

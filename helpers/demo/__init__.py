@@ -1,4 +1,5 @@
-"""Notebook 07's demo: pure callbacks (core), model loading (models), result cards (render), the app."""
+"""Notebook 07's demo: pure callbacks (core, explore), model loading (models, explainer), result cards
+(render, card), the app."""
 
 from helpers.choices import DECODINGS, DETAILS
 from helpers.demo.app import CaptionApp, build_app
@@ -10,6 +11,7 @@ from helpers.demo.core import (
     process_upload,
     upload_files,
 )
+from helpers.demo.explore import OVERLAYS, look_here, reset, show_where, tell_more
 from helpers.demo.models import (
     DemoConfig,
     classifier_dir,
@@ -18,24 +20,30 @@ from helpers.demo.models import (
     read_files,
     write_captions,
 )
-from helpers.demo.render import card_html
+from helpers.demo.render import banner_html, card_html
 
 __all__ = [
     "DECODINGS",
     "DEFAULT_MAX_UPLOAD_MB",
     "DETAILS",
+    "OVERLAYS",
     "CaptionApp",
     "DemoConfig",
     "DemoModels",
     "Result",
+    "banner_html",
     "build_app",
     "card_html",
     "classifier_dir",
     "example_images",
     "load_models",
+    "look_here",
     "process_file",
     "process_upload",
     "read_files",
+    "reset",
+    "show_where",
+    "tell_more",
     "upload_files",
     "write_captions",
 ]

@@ -1,7 +1,9 @@
-"""The ipywidgets 8 app: upload images, see each one's caption, its CIFAR-100 top-5 and the time taken.
+"""The ipywidgets 8 app: upload images, see each one's caption, its CIFAR-100 top-5 and the time taken;
+on each card, grow a narrative (*Tell me more*, *Look here*, *Reset*) and see where the models looked.
 
-The widget only wires controls to `core.process_upload` and shows `render.card_html` for each result; the
-models are loaded once (`DemoModels`) and shared by every upload.
+The widget only wires controls to `core.process_upload` and shows a `card.CardView` per result; the
+models are loaded once (`DemoModels`) and shared by every upload. A banner says when the models come from
+the smoke or sample preset.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from html import escape
 import ipywidgets as widgets
 
 from helpers.choices import DECODINGS, DETAILS
+from helpers.demo.card import CardView
 from helpers.demo.core import (
     DEFAULT_MAX_UPLOAD_MB,
     DemoModels,
@@ -20,7 +23,7 @@ from helpers.demo.core import (
     process_upload,
     upload_files,
 )
-from helpers.demo.render import card_html, summary_text
+from helpers.demo.render import banner_html, summary_text
 
 _ACCEPT = "image/*"
 
@@ -58,6 +61,8 @@ class CaptionApp:
         self.log = widgets.Output()
         self.files: list[tuple[str, bytes]] = []  # the last upload, re-captioned when a control changes
         self.results: list[Result] = []
+        self.views: list[CardView] = []
+        self.summary = ""  # the status line of the last upload, shown again after a card action
         self.upload.observe(self._on_upload, names="value")
         self.decoding.observe(self._on_settings, names="value")
         self.detail.observe(self._on_settings, names="value")
@@ -75,6 +80,7 @@ class CaptionApp:
             f"<div style='color:#57606a;font-size:85%'>captioner: {escape(self.models.captioner_dir)} · "
             f"classifier: {escape(self.models.classifier_name)}</div>"
         )
+        text += banner_html(self.models.trained_on)
         return widgets.HTML(value=text)
 
     def _on_upload(self, change: dict) -> None:
@@ -95,6 +101,11 @@ class CaptionApp:
     def _progress(self, i: int, n: int, name: str) -> None:
         self.status.value = f"Captioning {i + 1} of {n}: {escape(name)} …"
 
+    def _card_busy(self, on: bool) -> None:
+        """A card action is running: say so, and keep uploads out of the way until it is done."""
+        self.upload.disabled = on
+        self.status.value = "Working on a card …" if on else self.summary
+
     def run(self) -> list[Result]:
         """Caption `self.files` with the current settings and show one card per file."""
         start = time.perf_counter()
@@ -110,8 +121,10 @@ class CaptionApp:
             )
         finally:
             self.upload.disabled = False  # the app stays usable whatever happened
-        self.cards.children = [widgets.HTML(value=card_html(r)) for r in self.results]
-        self.status.value = summary_text(self.results, time.perf_counter() - start)
+        self.views = [CardView(r, self.models, self._card_busy) for r in self.results]
+        self.cards.children = [view.widget for view in self.views]
+        self.summary = summary_text(self.results, time.perf_counter() - start)
+        self.status.value = self.summary
         return self.results
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from helpers.caption.narrative import Narrative
 from helpers.choices import DECODINGS, DETAILS, MODEL_MAX_SIDE, fit_within
 from helpers.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
@@ -46,6 +47,8 @@ class DemoModels:
     classify: TopK
     captioner_dir: str = ""
     classifier_name: str = ""
+    explainer: Any = None  # explore.Explainer: narratives and overlays; None: the cards have no actions
+    trained_on: str = ""  # the preset the models were trained with ("smoke", "sample", "full")
 
 
 @dataclass
@@ -61,6 +64,12 @@ class Result:
     size: tuple[int, int] | None = None  # decoded (height, width) in pixels, upright
     decoding: str = "greedy"
     detail: str = "short"
+    # Set by the card actions (helpers.demo.explore); the picture is kept for them, never written out.
+    narrative: Narrative | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    overlay: bytes | None = None  # PNG: the picture with where a model looked
+    overlay_title: str = ""
+    notice: str | None = None  # what the last card action has to say (nothing new, a failure)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +86,7 @@ class Result:
             "size": list(self.size) if self.size else None,
             "decoding": self.decoding,
             "detail": self.detail,
+            "narrative": [s.display() for s in self.narrative.sentences] if self.narrative else None,
         }
 
 
@@ -139,6 +149,8 @@ def process_file(
     result.thumbnail = png_thumbnail(image)
     try:
         result.caption, result.top5 = run_models(image, models, decoding, detail)
+        result.narrative = Narrative.start(result.caption or "(no caption)")
+        result.image = fit_within(image, MODEL_MAX_SIDE)
     except Exception as err:  # a model failing on one image must not stop the rest of the upload
         log.exception("models failed on %s", name)
         result.error = f"The models failed on this image: {type(err).__name__}: {err}"

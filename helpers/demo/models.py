@@ -75,9 +75,15 @@ def classifier_dir(paths: RunPaths, classifier: str | None = None) -> Path:
 
 def load_topk(model_dir: Path, k: int = 5) -> TopK:
     """A function: NHWC uint8 batch -> per image the top-k (label, probability), from a trained classifier."""
-    from helpers.classify import load_classifier, predict_topk
+    from helpers.classify import load_classifier
 
-    model, config = load_classifier(model_dir)
+    return topk_function(*load_classifier(model_dir), k=k)
+
+
+def topk_function(model: Any, config: dict[str, Any], k: int = 5) -> TopK:
+    """NHWC uint8 batch -> per image the top-k (label, probability) of a loaded classifier."""
+    from helpers.classify import predict_topk
+
     names = list(config["label_names"])
 
     def classify(images: np.ndarray) -> list[list[tuple[str, float]]]:
@@ -93,17 +99,24 @@ def load_topk(model_dir: Path, k: int = 5) -> TopK:
 def load_models(run_dir: str | Path, classifier: str | None = None, preset: str = "smoke") -> DemoModels:
     """The captioner (run_dir/captions/model/) and the chosen classifier, each loaded once."""
     from helpers.caption.captioner import Captioner
+    from helpers.classify import load_classifier
+    from helpers.demo.explainer import ModelExplainer
 
     paths = RunPaths.for_run(preset, run_dir)
     caption_dir = paths.captions / "model"
     if not caption_dir.is_dir():
         raise FileNotFoundError(f"no trained captioner at {caption_dir}; run 06-flickr-gpt2-finetune first")
     model_dir = classifier_dir(paths, classifier)
+    captioner = Captioner.load(caption_dir)
+    model, config = load_classifier(model_dir)
+    trained_on = artifacts.read_json(caption_dir / "captioner.json").get("preset", "")
     return DemoModels(
-        captioner=Captioner.load(caption_dir),
-        classify=load_topk(model_dir),
+        captioner=captioner,
+        classify=topk_function(model, config),
         captioner_dir=str(caption_dir),
         classifier_name=model_dir.name,
+        explainer=ModelExplainer(captioner, model, config),
+        trained_on=str(trained_on or config.get("preset", "")),
     )
 
 

@@ -19,6 +19,16 @@ _THUMB = "width:160px;min-width:160px;height:auto;border-radius:4px;background:#
 _BAR = "display:inline-block;height:10px;background:#4c78a8;border-radius:2px;vertical-align:middle"
 _CAPTION = "font-size:115%;margin-top:4px"
 _ERROR = "color:#b42318;background:#fef3f2;border-radius:4px;padding:6px 8px;margin-top:4px"
+_NARRATIVE = "margin-top:6px;padding-left:8px;border-left:3px solid #4c78a8;color:#24292f"
+_NOTICE = "color:#57606a;font-style:italic;margin-top:4px"
+_BANNER = "background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:8px 10px;margin:6px 0"
+
+#: What the run's models learned from, per preset, for the banner (None: no banner).
+TRAINED_ON = {
+    "smoke": "synthetic pictures of coloured circles (and synthetic 32-pixel CIFAR-style classes)",
+    "sample": "a few hundred real photos, from scratch (random-init encoder, small GPT-2)",
+    "full": None,
+}
 
 
 def thumbnail_html(result: Result) -> str:
@@ -28,6 +38,46 @@ def thumbnail_html(result: Result) -> str:
     data = base64.b64encode(result.thumbnail).decode("ascii")
     alt = escape(result.caption or result.name)
     return f'<img class="demo-thumb" alt="{alt}" src="data:image/png;base64,{data}" style="{_THUMB}">'
+
+
+def banner_html(preset: str) -> str:
+    """A plain warning when the models come from the smoke or sample preset; '' for full (or unknown)."""
+    seen = TRAINED_ON.get(preset)
+    if not seen:
+        return ""
+    return (
+        f'<div class="demo-banner" style="{_BANNER}"><b>These models come from the <code>{escape(preset)}'
+        f"</code> preset</b>: they were trained on {escape(seen)}. Their captions and labels of real "
+        "photos are not meaningful, they only show that everything runs. For real captions, run the "
+        "series with the <code>full</code> preset (ImageNet weights, Flickr8k, GPT-2) on a GPU.</div>"
+    )
+
+
+def narrative_html(result: Result) -> str:
+    """The sentences added after the caption (growing text), and the last action's notice."""
+    html = ""
+    if result.narrative is not None and len(result.narrative.sentences) > 1:
+        spans = "".join(
+            f'<span class="demo-sentence demo-{s.kind}">{escape(s.display())}</span> '
+            for s in result.narrative.sentences[1:]
+        )
+        html += f'<div class="demo-narrative" style="{_NARRATIVE}">{spans}</div>'
+    if result.notice:
+        html += f'<div class="demo-notice" style="{_NOTICE}">{escape(result.notice)}</div>'
+    return html
+
+
+def overlay_html(result: Result) -> str:
+    """The overlay picture with its title, or ''."""
+    if result.overlay is None:
+        return ""
+    data = base64.b64encode(result.overlay).decode("ascii")
+    title = escape(result.overlay_title)
+    return (
+        f'<div style="margin-top:6px"><img class="demo-overlay" alt="{title}" title="{title}" '
+        f'src="data:image/png;base64,{data}" style="{_THUMB}">'
+        f'<div style="font-size:85%;color:#57606a">{title}</div></div>'
+    )
 
 
 def top5_html(top5: list[tuple[str, float]], bar_px: int = 160) -> str:
@@ -61,11 +111,12 @@ def card_html(result: Result) -> str:
     kind = "demo-card-ok" if result.ok else "demo-card-error"
     if result.ok:
         body = f'<div class="demo-caption" style="{_CAPTION}">{escape(result.caption or "")}</div>'
-        body += top5_html(result.top5)
+        body += narrative_html(result) + top5_html(result.top5)
     else:
         body = f'<div class="demo-error" style="{_ERROR}">{escape(result.error or "")}</div>'
+    pictures = f"<div>{thumbnail_html(result)}{overlay_html(result)}</div>"
     return (
-        f'<div class="demo-card {kind}" style="{_CARD}">{thumbnail_html(result)}'
+        f'<div class="demo-card {kind}" style="{_CARD}">{pictures}'
         f'<div style="flex:1">{meta_line(result)}{body}</div></div>'
     )
 
