@@ -7,8 +7,9 @@ packaged ``code/inference.py`` re-exports; the model side is a thin adapter over
 `helpers.classify`, loaded from the archive layout that `helpers.aws.package` writes.
 
 JSON requests: ``{"image": "<base64>"}`` or ``{"images": ["<base64>", ...]}``, optionally with
-``"decoding": "greedy"|"beam"``, ``"alternatives": true`` and ``"top_k": 0..10``. Responses:
-``{"predictions": [{"caption": ..., "alternatives": [...], "top_k": [{"label", "probability"}]}]}``;
+``"decoding": "greedy"|"beam"``, ``"alternatives": true``, ``"top_k": 0..10`` and ``"sentences": 1..5``
+(a narrative: the caption, then sentences that each say something new). Responses:
+``{"predictions": [{"caption": ..., "narrative": [...], "alternatives": [...], "top_k": [...]}]}``;
 errors: ``{"error": {"status": 4xx, "code": ..., "message": ...}}``.
 """
 
@@ -43,7 +44,7 @@ IMAGE_TYPES = (
     "application/octet-stream",
 )
 ACCEPTED_TYPES = (*IMAGE_TYPES, JSON_TYPE)
-JSON_KEYS = {"image", "images", "decoding", "alternatives", "top_k"}
+JSON_KEYS = {"image", "images", "decoding", "alternatives", "top_k", "sentences"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Limits:
     max_images: int = 8  # images per JSON request
     max_pixels: int = 25_000_000  # per decoded image (a 25-megapixel RGB image is 75 MB in memory)
     max_top_k: int = 10
+    max_sentences: int = 5  # narrative length; each sentence past the first decodes ~11 candidates
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Request:
     decoding: str = "beam"
     alternatives: bool = False
     top_k: int = 5
+    sentences: int = 1  # > 1: a narrative of this many sentences
 
 
 class RequestError(Exception):
@@ -83,6 +86,8 @@ class Predictor(Protocol):
     def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]: ...
 
     def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None: ...
+
+    def narrate(self, images: list[np.ndarray], captions: list[str], sentences: int) -> list[list[str]]: ...
 
 
 def media_type(content_type: str | None) -> str:
@@ -132,12 +137,20 @@ def _options(doc: dict[str, Any], limits: Limits) -> dict[str, Any]:
     alternatives = doc.get("alternatives", False)
     if not isinstance(alternatives, bool):
         raise RequestError(400, "invalid_field", f"alternatives must be true or false, got {alternatives!r}")
-    top_k = doc.get("top_k", 5)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= limits.max_top_k:
-        raise RequestError(
-            400, "invalid_field", f"top_k must be an integer 0..{limits.max_top_k}, got {top_k!r}"
-        )
-    return {"decoding": decoding, "alternatives": alternatives, "top_k": top_k}
+    return {
+        "decoding": decoding,
+        "alternatives": alternatives,
+        "top_k": _bounded_int(doc, "top_k", 5, 0, limits.max_top_k),
+        "sentences": _bounded_int(doc, "sentences", 1, 1, limits.max_sentences),
+    }
+
+
+def _bounded_int(doc: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """doc[key] as an integer in low..high (booleans refused), or a 400 naming the range."""
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(400, "invalid_field", f"{key} must be an integer {low}..{high}, got {value!r}")
+    return value
 
 
 def parse_json(text: str, limits: Limits) -> Request:
@@ -206,6 +219,10 @@ def predict(request: Request, predictor: Predictor) -> dict[str, Any]:
                     pred.setdefault("alternatives", []).append(
                         {"decoding": decoding, "detail": detail, "caption": text}
                     )
+    if request.sentences > 1:
+        stories = predictor.narrate(images, captions, request.sentences)
+        for pred, story in zip(predictions, stories, strict=True):
+            pred["narrative"] = story
     ranked = predictor.top_k(images, request.top_k) if request.top_k else None
     for pred, pairs in zip(predictions, ranked or [], strict=False):
         pred["top_k"] = [{"label": str(label), "probability": round(float(p), 6)} for label, p in pairs]
@@ -257,6 +274,14 @@ class ModelPredictor:
 
     def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]:
         return self.captioner.caption_images(images, decoding=decoding, detail=detail)
+
+    def narrate(self, images: list[np.ndarray], captions: list[str], sentences: int) -> list[list[str]]:
+        """Per image, its caption and up to `sentences - 1` more that each say something new."""
+        from helpers.caption.storyteller import Storyteller
+
+        teller = Storyteller(self.captioner)
+        stories = [teller.narrate(i, sentences, caption=c) for i, c in zip(images, captions, strict=True)]
+        return [[s.display() for s in story.sentences] for story in stories]
 
     def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None:
         """Per image (sizes differ within a request), the k most likely labels, best first."""

@@ -17,6 +17,7 @@ from matplotlib import cbook
 from PIL import Image
 
 from helpers import serving
+from helpers.caption.narrative import distinct_ngrams
 from helpers.choices import MODEL_MAX_SIDE
 from helpers.serving import Limits, RequestError, handle
 
@@ -31,6 +32,13 @@ class FakePredictor:
     def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]:
         self.calls.append((decoding, detail, [im.shape for im in images]))
         return [f"{decoding} {detail} {dominant(im)} {im.shape[0]}x{im.shape[1]}" for im in images]
+
+    def narrate(self, images: list[np.ndarray], captions: list[str], sentences: int) -> list[list[str]]:
+        self.calls.append(("narrate", str(sentences), [im.shape for im in images]))
+        return [
+            [c, *(f"more {i} about {dominant(im)}" for i in range(1, sentences))]
+            for im, c in zip(images, captions, strict=True)
+        ]
 
     def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None:
         if not self.with_classifier:
@@ -204,6 +212,26 @@ BAD_JSON = {
         400,
         "invalid_field",
     ),
+    "sentences zero": (
+        json.dumps({"image": b64(solid((1, 2, 3), "PNG")), "sentences": 0}),
+        400,
+        "invalid_field",
+    ),
+    "sentences six": (
+        json.dumps({"image": b64(solid((1, 2, 3), "PNG")), "sentences": 6}),
+        400,
+        "invalid_field",
+    ),
+    "sentences text": (
+        json.dumps({"image": b64(solid((1, 2, 3), "PNG")), "sentences": "3"}),
+        400,
+        "invalid_field",
+    ),
+    "sentences bool": (
+        json.dumps({"image": b64(solid((1, 2, 3), "PNG")), "sentences": True}),
+        400,
+        "invalid_field",
+    ),
     "too many images": (json.dumps({"images": [b64(solid((1, 2, 3), "PNG"))] * 9}), 413, "too_many_images"),
 }
 
@@ -213,6 +241,26 @@ def test_bad_json_requests_get_a_clear_4xx(case):
     body, want_status, want_code = BAD_JSON[case]
     status, code, message = error(body, "application/json")
     assert (status, code) == (want_status, want_code), message
+
+
+def test_sentences_returns_a_narrative_per_image():
+    predictor = FakePredictor()
+    pictures = [b64(solid((230, 20, 20), "PNG")), b64(solid((20, 20, 230), "JPEG"))]
+    doc = ok(
+        json.dumps({"images": pictures, "sentences": 3, "decoding": "greedy"}), "application/json", predictor
+    )
+    red, blue = doc["predictions"]
+    assert red["narrative"] == [red["caption"], "more 1 about red", "more 2 about red"]
+    assert blue["narrative"][0] == blue["caption"] and len(blue["narrative"]) == 3
+    assert predictor.calls[-1] == ("narrate", "3", [(30, 40, 3), (30, 40, 3)])
+    single = ok(json.dumps({"image": pictures[0], "sentences": 1}), "application/json")
+    assert "narrative" not in single["predictions"][0]  # one sentence is the caption itself
+
+
+def test_sentences_out_of_range_says_the_range():
+    body = json.dumps({"image": b64(solid((1, 2, 3), "PNG")), "sentences": 9})
+    status, code, message = error(body, "application/json")
+    assert (status, code, message) == (400, "invalid_field", "sentences must be an integer 1..5, got 9")
 
 
 def test_second_bad_image_is_named():
@@ -337,4 +385,11 @@ def test_real_smoke_models_behind_the_handler(request, tmp_path):
     )
     status, doc = handle(body, "application/json", predictor)
     assert status == 200 and len(doc["predictions"][0]["alternatives"]) == 3
+
+    body = json.dumps({"image": b64(cbook.get_sample_data("grace_hopper.jpg").read()), "sentences": 3})
+    status, doc = handle(body, "application/json", predictor)
+    (pred,) = doc["predictions"]
+    story = pred["narrative"]
+    assert status == 200 and 2 <= len(story) <= 3 and story[0].rstrip(".").lower() == pred["caption"].lower()
+    assert distinct_ngrams(story), story  # the sentences never repeat 4 words in a row of one another
     assert handle(di.HTML, "image/jpeg", predictor)[0] == 400
