@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import os
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import boto3
 import pytest
@@ -31,10 +34,30 @@ def test_idle_rules(tmp_path):
     assert "since boot" in autostop.idle_reason([], NOW, 30, BOOT, [])
     assert autostop.idle_reason([], NOW, 30, NOW - dt.timedelta(minutes=5), []) is None  # just booted
     running = tmp_path / "series.pid"
-    running.write_text(str(os.getpid()))
-    assert autostop.idle_reason([], NOW, 30, BOOT, [running]) is None  # the background series runs
-    running.write_text("999999999")
-    assert autostop.idle_reason([], NOW, 30, BOOT, [running, tmp_path / "missing.pid"]) is not None
+    script = tmp_path / "lifecycle-config.sh"
+    script.write_text("sleep 60\nexit 0\n")
+    with live(["bash", str(script)]) as ours, live(["sleep", "60"]) as stranger:
+        running.write_text(f"{ours}\n")
+        assert autostop.idle_reason([], NOW, 30, BOOT, [running]) is None  # the background series runs
+        for stale in ("999999999", "not a pid", str(stranger)):  # a reused pid names a stranger
+            running.write_text(stale)
+            assert autostop.idle_reason([], NOW, 30, BOOT, [running, tmp_path / "missing.pid"]) is not None
+
+
+@contextlib.contextmanager
+def live(argv: list[str]):
+    """A running process (its pid) whose command line is `argv`, killed on exit."""
+    proc = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 10
+        # right after fork the child's command line is empty or the parent's: wait until exec is done
+        while Path(f"/proc/{proc.pid}/cmdline").read_bytes() != "\0".join([*argv, ""]).encode():
+            assert time.monotonic() < deadline, f"{argv} never started"
+            time.sleep(0.02)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 class FakeJupyter(BaseHTTPRequestHandler):

@@ -1,9 +1,10 @@
 """Stop this notebook instance once nothing has happened for N minutes (cron runs it every 5 minutes).
 
 Activity is what Jupyter reports: any kernel or terminal that is busy, or was active within the last N
-minutes, keeps the instance up; so does a background series run started by lifecycle-config.sh (its pid
-file). With no kernels and no terminals, the instance counts as idle since it booted. An open but
-untouched browser tab does not keep it up: the point is to stop paying for a forgotten instance.
+minutes, keeps the instance up; so does a background job of lifecycle-config.sh (its pid file, while the
+process it names is still that script: a pid reused after a reboot does not count). With no kernels and
+no terminals, the instance counts as idle since it booted. An open but untouched browser tab does not
+keep it up: the point is to stop paying for a forgotten instance.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 #: A notebook instance's Jupyter server, local only, with a self-signed certificate.
 JUPYTER_URL = "https://localhost:8443"
 METADATA_FILE = Path("/opt/ml/metadata/resource-metadata.json")
+#: A busy pid file counts only while its process's command line contains this (the lifecycle script's jobs).
+BUSY_COMMAND = "lifecycle-config.sh"
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -26,15 +29,14 @@ def parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def pid_alive(pidfile: Path) -> bool:
-    """True when `pidfile` names a running process."""
-    if not pidfile.is_file():
-        return False
+def pid_alive(pidfile: Path, command: str = BUSY_COMMAND) -> bool:
+    """True when `pidfile` names a running process whose command line contains `command`."""
     try:
         pid = int(pidfile.read_text().strip())
-    except ValueError:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # empty for a zombie
+    except (OSError, ValueError):  # no pid file, not a pid, or no such process
         return False
-    return Path(f"/proc/{pid}").exists()
+    return any(command.encode() in arg for arg in argv)
 
 
 def idle_reason(
