@@ -183,3 +183,34 @@ def test_metrics_file_and_inference_agree(tiny, data, tmp_path):
     assert one.shape == (1, 4) and one[0, 0] == idx[0, 0]
     big = np.repeat(np.repeat(data.test.images[:2], 3, axis=1), 3, axis=2)  # 96x96: resized on the fly
     assert predict_topk(model, config, big)[0].shape == (2, 4)
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+BACKUP = {"latest.weights.h5", "training_metadata.json"}  # one copy: no .bkp twin
+
+
+def test_only_the_latest_backup_and_the_best_weights_are_kept(tiny, data, tmp_path):
+    cfg = tiny_config(tmp_path, finetune_epochs=2)  # epochs 0-1 head, 2-3 finetune
+    ckpt = cfg.model_dir / "checkpoints"
+    with pytest.raises(Interrupt):
+        train_classifier(cfg, data, callbacks=[StopAt(1)])
+    assert files_under(ckpt) == {"best.keras"} | {f"backup/head/{f}" for f in BACKUP}
+
+    with pytest.raises(Interrupt):  # the finetune phase's first backup replaces the head phase's
+        train_classifier(cfg, data, callbacks=[StopAt(3)])
+    assert files_under(ckpt) == {"best.keras"} | {f"backup/finetune/{f}" for f in BACKUP}
+    assert artifacts.read_json(ckpt / "backup" / "finetune" / "training_metadata.json")["epoch"] == 3
+
+    ran = Epochs()
+    result = train_classifier(cfg, data, callbacks=[ran])
+    assert ran.seen == [3]  # the head phase is not redone although its backup is gone
+    assert result.history["phase"].tolist() == ["head", "head", "finetune", "finetune"]
+    np.testing.assert_allclose(result.history["lr"], [3e-3, 1.5e-3, 3e-4, 1.5e-4], rtol=1e-6)
+    assert files_under(cfg.model_dir) == {
+        "config.json",
+        "history.csv",
+        "model.keras",
+    }  # model.keras: the best

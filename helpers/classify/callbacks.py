@@ -1,9 +1,11 @@
-"""Training callbacks that survive a killed run: the epoch log and the per-phase learning-rate schedule."""
+"""Training callbacks that survive a killed run: the epoch log, the phase backup and the learning rate."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +51,31 @@ class HistoryLog(keras.callbacks.Callback):
         buf = io.StringIO()
         new.sort_values("epoch").to_csv(buf, index=False)
         artifacts.write_text(self.path, buf.getvalue())
+
+
+class PhaseBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that keeps one backup, replaced atomically at each epoch's end.
+
+    Keras' own writer overwrites the weights file in place, hence its `double_checkpoint` (a second full
+    copy); a rename gives the same safety at half the disk. `supersedes` is an earlier phase's backup
+    folder, deleted once this phase has written its own (a rerun then skips that phase).
+    """
+
+    def __init__(self, backup_dir: str | Path, supersedes: str | Path | None = None):
+        super().__init__(str(backup_dir), delete_checkpoint=False)
+        self.supersedes = Path(supersedes) if supersedes else None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Replaces Keras' in-place save (the only place it saves with the default save_freq="epoch")."""
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".latest.tmp.weights.h5"  # Keras wants the .weights.h5 suffix
+        self.model.save_weights(tmp)
+        os.replace(tmp, self._weights_path)
+        # The epoch marker goes last: a kill before it redoes this epoch (weights then one epoch ahead).
+        artifacts.write_json(self._training_metadata_path, {"epoch": epoch + 1, "batch": 0})
+        if self.supersedes is not None:
+            shutil.rmtree(self.supersedes, ignore_errors=True)
 
 
 def current_lr(model: keras.Model) -> float:

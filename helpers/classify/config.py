@@ -53,6 +53,7 @@ class TrainConfig:
     dropout: float = 0.3  # before the classification layer
     patience: int = 3  # phase-2 early stopping: epochs without a val_accuracy gain
     mixed_precision: bool | None = None  # float16 compute, float32 softmax; None: on when a GPU is present
+    jit_compile: bool | None = None  # XLA; None: Keras' choice (GPU: on; CPU: off, oneDNN is faster)
 
     def __post_init__(self) -> None:
         check_preset(self.preset)

@@ -1,9 +1,9 @@
 """Two-phase fine-tuning with resumable state: head on a frozen backbone, then the backbone unfrozen.
 
 Layout under ``run_dir/models/<backbone>/``: ``config.json`` (written first), ``history.csv`` (one row per
-epoch), ``checkpoints/backup/{head,finetune}/`` (BackupAndRestore state of each phase: weights, optimizer
-and epoch; removed once training finished), ``checkpoints/best.keras`` (best val_accuracy so far), and
-``model.keras`` once training finished.
+epoch), ``checkpoints/backup/{head,finetune}/`` (the latest state of the phase in progress: weights,
+optimizer and epoch; one phase at a time), ``checkpoints/best.keras`` (best val_accuracy so far), and
+``model.keras`` (the best weights) once training finished, when ``checkpoints/`` is deleted.
 Run again with the same config and data, a killed run resumes at the epoch it was in; a finished one is
 loaded instead of retrained. A different config or dataset starts over.
 
@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from helpers import artifacts
 from helpers.classify.backbones import backbone_layer, build_classifier, freeze_batchnorm, get_backbone
-from helpers.classify.callbacks import HistoryLog, cosine_schedule, read_history
+from helpers.classify.callbacks import HistoryLog, PhaseBackup, cosine_schedule, read_history
 from helpers.classify.config import TrainConfig
 from helpers.classify.pipeline import make_dataset
 from helpers.data.prepared import Prepared
@@ -120,7 +120,7 @@ def train_classifier(
             keras.utils.set_random_seed(cfg.seed)
             model = _fit_phases(cfg, data, callbacks or [])
             _save_atomic(model, final)
-            shutil.rmtree(cfg.model_dir / "checkpoints" / "backup", ignore_errors=True)
+            shutil.rmtree(cfg.model_dir / "checkpoints", ignore_errors=True)  # model.keras is the best
     history = read_history(cfg.model_dir / "history.csv")
     return TrainResult(model, history, policy, strategy.num_replicas_in_sync, resumed)
 
@@ -139,11 +139,14 @@ def _fit_phases(cfg: TrainConfig, data: Prepared, extra: list[keras.callbacks.Ca
     ]
     traced = False  # whether the current train graph has run (later epochs then skip the build)
     for phase, start, stop, lr in phases:
-        if stop > start:
+        # A later phase's backup replaced this phase's: it finished in an earlier run.
+        superseded = phase == "head" and (cfg.model_dir / "checkpoints" / "backup" / "finetune").is_dir()
+        if stop > start and not superseded:
             before = _trainable_paths(model)
             set_trainable(model, cfg, phase)
             if not model.compiled or _trainable_paths(model) != before:
-                _compile(model, lr)  # a new trainable set needs a new optimizer and train graph (~20 s)
+                # A new trainable set needs a new optimizer and train graph (~20 s).
+                _compile(model, lr, cfg.jit_compile)
                 traced = False
             # BackupAndRestore sets this private attribute on restore and Keras never clears it: left over
             # from phase 1 it would make phase 2 start at phase 1's epoch.
@@ -180,12 +183,13 @@ def _trainable_paths(model: keras.Model) -> list[str]:
     return [v.path for v in model.trainable_variables]
 
 
-def _compile(model: keras.Model, lr: float) -> None:
+def _compile(model: keras.Model, lr: float, jit_compile: bool | None = None) -> None:
     """Adam + sparse cross-entropy, top-1 and top-5 accuracy (a fresh optimizer each phase)."""
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
+        jit_compile="auto" if jit_compile is None else jit_compile,
     )
 
 
@@ -198,9 +202,9 @@ def _callbacks(
     out: list[keras.callbacks.Callback] = [
         keras.callbacks.LearningRateScheduler(cosine_schedule(lr, start, stop - start)),
         HistoryLog(cfg.model_dir / "history.csv", phase, first_epoch_builds=builds),
-        # Kept after the phase ends (delete_checkpoint=False): a rerun then skips a finished phase.
-        keras.callbacks.BackupAndRestore(
-            str(ckpt / "backup" / phase), double_checkpoint=True, delete_checkpoint=False
+        # Kept after the phase ends, until the next phase has its own: a rerun then skips a finished phase.
+        PhaseBackup(
+            ckpt / "backup" / phase, supersedes=None if phase == "head" else ckpt / "backup" / "head"
         ),
         keras.callbacks.ModelCheckpoint(
             str(ckpt / "best.keras"),
