@@ -2,18 +2,14 @@
 # Lifecycle script of a SageMaker notebook instance for the caption workbench (persistent-conda pattern).
 # Use this one file as both the on-create and the on-start script (`make lifecycle-b64` prints its base64).
 #
-# On create: install Miniforge and build the conda environment from the project's environment.yml under
-#   /home/ec2-user/SageMaker (the volume that survives stops), in the background with nohup, so the hook
-#   returns well inside SageMaker's 5-minute limit. Log: SageMaker/.caption-workbench/build-env.log;
-#   the file env-ready appears next to it when the environment is complete (about 10 minutes).
-# On start: register the Jupyter kernel "caption-workbench" (the one the notebooks and papermill use) and
+# On create: check glibc and free space, then build the conda environment from environment.yml under
+#   /home/ec2-user/SageMaker (the volume that survives stops) in the background, so the hook returns at once.
+#   On a GPU it adds the CUDA libraries and a torch build the driver runs, then probes both frameworks.
+#   Log: SageMaker/.caption-workbench/build-env.log; env-ready appears next to it when the environment
+#   works, env-failed (with the reason) when it does not.
+# On start: register the kernel "caption-workbench", make Jupyter serve the kernel's widget front-end and
 #   restart Jupyter without blocking. Until the environment exists, the background build does this itself.
-# Options below: stop the instance after N idle minutes; run the whole series with --preset full in the
-#   background after start and copy the run folder to S3 (once: delete series-done to run it again).
-#
-# SageMaker runs it as root without arguments; everything under /home/ec2-user/SageMaker runs as ec2-user.
-# Without an argument it does what the instance needs (build the environment if it is missing and no build
-# is running, otherwise the on-start work); `on-create` and `on-start` force one hook.
+# SageMaker runs it as root without arguments; everything under SageMaker/ runs as ec2-user.
 
 set -euo pipefail
 
@@ -28,6 +24,11 @@ GIT_URL=""        # cloned into PROJECT_DIR when it is missing; empty: the insta
 IDLE_MINUTES=0    # stop the instance after this many idle minutes; 0: never
 RUN_FULL_SERIES=0 # 1: run all notebooks with --preset full in the background after start
 S3_RUN_URI=""     # where the full run is copied; empty: s3://<SageMaker default bucket>/caption-workbench/runs/full
+MIN_GLIBC=2.28    # the pinned wheels (numpy, torch) are manylinux_2_27/2_28: Amazon Linux 2 (2.26) cannot run them
+MIN_FREE_GB=27    # a new environment (GPU: ~15.5 GB with Miniforge), caches (~1.2 GB), a full run (~9.5 GB)
+CUDA13_MIN_DRIVER=580 # torch from PyPI is a CUDA 13 build; older drivers get torch's CUDA 12.6 build (driver >= 525.60)
+TORCH_CUDA12=cu126
+TORCH_CUDA12_INDEX="https://download.pytorch.org/whl/$TORCH_CUDA12"
 
 # ---- layout ----
 KERNEL=caption-workbench
@@ -37,6 +38,10 @@ ENV_DIR="$SM_DIR/envs/$KERNEL"
 RUN_DIR="$PROJECT_DIR/runs/full"
 SELF="$STATE/lifecycle-config.sh"
 READY="$STATE/env-ready"
+FAILED="$STATE/env-failed"
+KERAS_CACHE="$STATE/cache/keras" # KERAS_HOME and HF_HOME on the volume: a restart downloads nothing again
+HF_CACHE="$STATE/cache/huggingface"
+JUPYTER_PY="$NB_HOME/anaconda3/envs/JupyterSystemEnv/bin/python" # the environment Jupyter itself runs from
 BUILD_PID="$STATE/build-env.pid"
 SERIES_PID="$STATE/series.pid"
 SERIES_DONE="$STATE/series-done"
@@ -46,11 +51,17 @@ log() { printf '%s caption-workbench: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*
 
 as_user() { sudo -u "$NB_USER" -H -- "$@"; }
 
-running() { # running PIDFILE: the process named in PIDFILE is alive (an unreaped zombie is not)
-    [[ -f "$1" ]] || return 1
-    local status
-    status="/proc/$(cat "$1")/status"
-    [[ -r "$status" ]] && ! grep -q '^State:[[:space:]]*Z' "$status"
+fail() { # one clear line in the log and the reason in env-failed; stops this step
+    log "ERROR: $*"
+    echo "$*" >"$FAILED"
+    exit 1
+}
+
+running() { # running PIDFILE MODE: PIDFILE names a live "bash $SELF MODE" (a pid reused after a reboot is not)
+    local pid cmd
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    [[ "$cmd" == *"$SELF $2"* ]]
 }
 
 background() { # background NAME MODE: run this script's MODE detached, logging to STATE/NAME.log
@@ -66,19 +77,30 @@ install_self() { # keep a copy on the persistent volume for the background jobs 
     fi
 }
 
-tensorflow_pin() { # the tensorflow version pinned in environment.yml
-    sed -n 's/^ *- *tensorflow==\([0-9.]*\).*/\1/p' "$PROJECT_DIR/environment.yml" | head -n 1
+pin() { # pin NAME: the version of NAME pinned in environment.yml
+    sed -n "s/^ *- *$1==\([0-9.]*\).*/\1/p" "$PROJECT_DIR/environment.yml" | head -n 1
 }
 
 # ---- ec2-user: Miniforge, the conda environment, the project (run through as_user) ----
+preflight_as_user() { # before building: a glibc the wheels run on, and room on the volume
+    local glibc free_gb
+    glibc=$(getconf GNU_LIBC_VERSION | awk '{print $2}')
+    if ! printf '%s\n' "$MIN_GLIBC" "$glibc" | sort -V -C; then
+        fail "glibc $glibc is older than $MIN_GLIBC (the pinned wheels need it): use --platform-identifier notebook-al2023-v1"
+    fi
+    [[ -x "$ENV_DIR/bin/python" ]] && return 0 # an update needs no new room
+    free_gb=$(($(df -Pk "$SM_DIR" | awk 'NR == 2 {print $4}') / 1024 / 1024))
+    if ((free_gb < MIN_FREE_GB)); then
+        fail "$free_gb GB free on $SM_DIR, $MIN_FREE_GB GB needed: create the instance with a larger --volume-size-in-gb"
+    fi
+}
+
 build_env_as_user() {
     if [[ ! -f "$PROJECT_DIR/environment.yml" ]]; then
-        if [[ -z "$GIT_URL" ]]; then
-            log "ERROR: $PROJECT_DIR/environment.yml not found; clone the project there or set GIT_URL"
-            return 1
-        fi
+        [[ -n "$GIT_URL" ]] || fail "$PROJECT_DIR/environment.yml not found; clone the project there or set GIT_URL"
         git clone "$GIT_URL" "$PROJECT_DIR"
     fi
+    preflight_as_user
     if [[ ! -x "$CONDA_DIR/bin/conda" ]]; then
         log "installing Miniforge into $CONDA_DIR"
         curl -fsSL --retry 3 -o "$STATE/miniforge.sh" "$MINIFORGE_URL"
@@ -94,20 +116,50 @@ build_env_as_user() {
     fi
     # the pins come from environment.yml: install the project itself without re-resolving them
     "$ENV_DIR/bin/python" -m pip install --no-deps -e "$PROJECT_DIR"
-    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
-        log "GPU found: adding TensorFlow's CUDA libraries"
-        "$ENV_DIR/bin/python" -m pip install "tensorflow[and-cuda]==$(tensorflow_pin)"
+    gpu_stack_as_user
+}
+
+gpu_stack_as_user() { # TensorFlow's CUDA 12 libraries, a torch build the driver runs, then both must work
+    local driver pkgs idx=()
+    driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1) || true
+    if [[ -z "$driver" ]]; then
+        log "no NVIDIA GPU: CPU environment"
+        return 0
     fi
+    pkgs=("tensorflow[and-cuda]==$(pin tensorflow)")
+    if ((${driver%%.*} < CUDA13_MIN_DRIVER)); then
+        pkgs+=("torch==$(pin torch)+$TORCH_CUDA12")
+        idx=(--extra-index-url "$TORCH_CUDA12_INDEX")
+    fi
+    log "NVIDIA driver $driver: installing ${pkgs[*]}"
+    "$ENV_DIR/bin/python" -m pip install "${idx[@]}" "${pkgs[@]}"
+    "$ENV_DIR/bin/python" -m helpers.gpu_probe || fail "GPU probe failed with NVIDIA driver $driver (see above)"
 }
 
 register_kernel_as_user() {
     # PATH in the kernel: the environment's java (METEOR) and tools come first
     "$ENV_DIR/bin/python" -m ipykernel install --user --name "$KERNEL" \
-        --display-name "Python 3.11 ($KERNEL)" --env PATH "$ENV_DIR/bin:/usr/local/bin:/usr/bin:/bin"
+        --display-name "Python 3.11 ($KERNEL)" --env PATH "$ENV_DIR/bin:/usr/local/bin:/usr/bin:/bin" \
+        --env KERAS_HOME "$KERAS_CACHE" --env HF_HOME "$HF_CACHE"
+    widgets_frontend_as_user
+}
+
+widgets_frontend_as_user() { # Jupyter serves the widget front-end that the kernel's ipywidgets pairs with
+    local pins=() d
+    for d in "$ENV_DIR"/lib/python3*/site-packages/{jupyterlab_widgets,widgetsnbextension}-*.dist-info; do
+        d=$(basename "$d" .dist-info)
+        [[ "$d" == *-\** ]] || pins+=("${d%-*}==${d##*-}")
+    done
+    if [[ ! -x "$JUPYTER_PY" || ${#pins[@]} -eq 0 ]]; then
+        log "widget front-end left as it is (no JupyterSystemEnv, or no ipywidgets in $ENV_DIR)"
+        return 0
+    fi
+    log "widget front-end for the kernel: ${pins[*]} into JupyterSystemEnv"
+    "$JUPYTER_PY" -m pip install -q --no-deps "${pins[@]}" || log "WARNING: widgets may not display"
 }
 
 series_as_user() {
-    export PATH="$ENV_DIR/bin:$PATH" # the kernels papermill starts find the environment's java
+    export PATH="$ENV_DIR/bin:$PATH" KERAS_HOME="$KERAS_CACHE" HF_HOME="$HF_CACHE" # java for METEOR; caches
     cd "$PROJECT_DIR"
     "$ENV_DIR/bin/python" -m helpers run --preset full --run-dir "$RUN_DIR"
     if [[ -n "$S3_RUN_URI" ]]; then
@@ -131,7 +183,7 @@ start_series() {
     if [[ "$RUN_FULL_SERIES" != 1 ]]; then return 0; fi
     if [[ -f "$SERIES_DONE" ]]; then
         log "full series already ran (delete $SERIES_DONE to run it again)"
-    elif running "$SERIES_PID"; then
+    elif running "$SERIES_PID" series; then
         log "full series already running"
     else
         background series series
@@ -153,11 +205,11 @@ setup_autostop() {
 
 on_create() {
     install_self
-    if running "$BUILD_PID"; then
+    if running "$BUILD_PID" build; then
         log "environment build already running"
         return 0
     fi
-    rm -f "$READY"
+    rm -f "$READY" "$FAILED"
     background build-env build
 }
 
@@ -168,7 +220,7 @@ on_start() {
         as_user bash "$SELF" register-kernel
         restart_jupyter
         start_series
-    elif running "$BUILD_PID"; then
+    elif running "$BUILD_PID" build; then
         log "environment still building: it registers the kernel when done ($STATE/build-env.log)"
     else
         log "no environment yet: building it"
@@ -179,6 +231,7 @@ on_start() {
 build() { # background, root: build as ec2-user, then what on-start would have done
     log "building the environment as $NB_USER"
     if ! as_user bash "$SELF" build-env; then
+        [[ -f "$FAILED" ]] || echo "the environment build failed: see $STATE/build-env.log" >"$FAILED"
         log "ERROR: the environment build failed (see above); the next start tries again"
         return 1
     fi

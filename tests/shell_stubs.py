@@ -3,7 +3,10 @@
 A stub appends ``user|cwd|command args...`` (arguments quoted with bash's ``%q``) to $STUB_LOG, then does
 the least it must for the script to go on: `sudo` switches the recorded user (and HOME) and runs the
 command, `nohup` runs it, `curl -o F` writes a fake Miniforge installer, that installer puts a stub
-`conda` in place, and `conda env create/update --prefix P` gives P a stub `bin/python`.
+`conda` in place, and `conda env create/update --prefix P` gives P a stub `bin/python` and the
+``NAME-VERSION.dist-info`` folders named in $STUB_ENV_DISTS. `nvidia-smi` prints $STUB_DRIVER as the
+driver version, `getconf` prints $STUB_GLIBC, and the stub python exits with $STUB_PROBE_RC when it runs
+the GPU probe; it also appends ``args|KERAS_HOME=..|HF_HOME=..`` to $STUB_LOG.env.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ STUB_USER="$user" exec "$@"
     shift
 done
 """,
+    "nvidia-smi": 'echo "$STUB_DRIVER"\n',
+    "getconf": 'echo "glibc $STUB_GLIBC"\n',
     "git": """if [[ "$1" == clone ]]; then
     mkdir -p "$3" && cp "$STUB_DIR/templates/environment.yml" "$3/"
 fi
@@ -53,9 +58,15 @@ TEMPLATES = {
     + 'mkdir -p "$4/bin" && cp "$STUB_DIR/templates/conda" "$4/bin/conda"\n',
     "conda": RECORD
     + """while [[ -e "${STUB_HOLD:-/nonexistent}" ]]; do sleep 0.05; done
-if [[ "$1" == env ]]; then mkdir -p "$4/bin" && cp "$STUB_DIR/templates/python" "$4/bin/python"; fi
+if [[ "$1" == env ]]; then
+    mkdir -p "$4/bin" && cp "$STUB_DIR/templates/python" "$4/bin/python"
+    for dist in ${STUB_ENV_DISTS:-}; do mkdir -p "$4/lib/python3.11/site-packages/$dist.dist-info"; done
+fi
 """,
-    "python": RECORD,
+    "python": RECORD
+    + """printf '%s|KERAS_HOME=%s|HF_HOME=%s\\n' "$*" "${KERAS_HOME:-}" "${HF_HOME:-}" >>"$STUB_LOG.env"
+if [[ "$*" == *helpers.gpu_probe* ]]; then exit "${STUB_PROBE_RC:-0}"; fi
+""",
 }
 
 
