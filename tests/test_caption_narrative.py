@@ -205,3 +205,25 @@ def test_look_here_captions_the_cell_with_its_place(tiny, tokenizer):
     assert captioner.crops[-1].shape == (20, 30, 3)
     with pytest.raises(ValueError, match="sentences must be at least 1"):
         teller.narrate(image, sentences=0)
+
+
+@pytest.mark.parametrize("spec", ["greedy", "beam3"])
+def test_decoding_blocks_stutter_and_repeated_four_grams_by_default(spec):
+    """A head that ties every token would write token 0 forever; the default decoding never repeats a
+    token right after itself nor any 4-gram (switched off, it stutters)."""
+    from helpers.caption.decode import generate_ids
+
+    model = build_captioner(PrefixConfig(feature_dim=3, prefix_length=2, gpt2=GPT2), seed=0).eval()
+    with torch.no_grad():
+        model.gpt.lm_head.weight.zero_()  # tied with the input embeddings: every logit is 0
+    features = np.ones((1, 3), np.float32)
+    [on] = generate_ids(model, features, DecodeConfig.parse(spec, max_new_tokens=12))
+    [off] = generate_ids(
+        model,
+        features,
+        DecodeConfig.parse(spec, max_new_tokens=12, no_repeat_ngram_size=0, block_stutter=False),
+    )
+    assert off[:8] == [0] * 8
+    assert all(a != b for a, b in zip(on, on[1:], strict=False)), on
+    grams = [tuple(on[i : i + 4]) for i in range(len(on) - 3)]
+    assert len(grams) == len(set(grams)) and len(on) >= 8, on
