@@ -25,7 +25,7 @@ IDLE_MINUTES=0    # stop the instance after this many idle minutes; 0: never
 RUN_FULL_SERIES=0 # 1: run all notebooks with --preset full in the background after start
 S3_RUN_URI=""     # where the full run is copied; empty: s3://<SageMaker default bucket>/caption-workbench/runs/full
 MIN_GLIBC=2.28    # the pinned wheels (numpy, torch) are manylinux_2_27/2_28: Amazon Linux 2 (2.26) cannot run them
-MIN_FREE_GB=27    # a new environment (GPU: ~15.5 GB with Miniforge), caches (~1.2 GB), a full run (~9.5 GB)
+MIN_FREE_GB=27    # a new environment (GPU: ~16 GB with Miniforge), caches (~1.2 GB), a full run (~9.5 GB)
 CUDA13_MIN_DRIVER=580 # torch from PyPI is a CUDA 13 build; older drivers get torch's CUDA 12.6 build (driver >= 525.60)
 TORCH_CUDA12=cu126
 TORCH_CUDA12_INDEX="https://download.pytorch.org/whl/$TORCH_CUDA12"
