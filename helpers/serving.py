@@ -279,8 +279,8 @@ class ModelPredictor:
         """Per image, its caption and up to `sentences - 1` more that each say something new."""
         from helpers.caption.storyteller import Storyteller
 
-        teller = Storyteller(self.captioner)
-        stories = [teller.narrate(i, sentences, caption=c) for i, c in zip(images, captions, strict=True)]
+        features = self.captioner.encode(images)
+        stories = Storyteller(self.captioner).narrate_features(features, sentences, captions=captions)
         return [[s.display() for s in story.sentences] for story in stories]
 
     def top_k(self, images: list[np.ndarray], k: int) -> list[list[tuple[str, float]]] | None:

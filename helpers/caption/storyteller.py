@@ -49,43 +49,53 @@ class Storyteller:
     def __init__(self, captioner: Captioner, cfg: StoryConfig | None = None):
         self.captioner, self.cfg = captioner, cfg or StoryConfig()
 
-    def candidates(self, features: np.ndarray, seed: int) -> list[str]:
-        """Distinct candidate sentences for one feature row, deterministic given `seed`."""
-        base = dataclasses.replace(self.captioner.decoding, no_repeat_ngram_size=4)
+    def candidates(self, features: np.ndarray, seed: int) -> list[list[str]]:
+        """Distinct candidate sentences for each feature row, in a stable order; deterministic given `seed`
+        and the rows (the nucleus samples of all rows share one random stream)."""
+        base = dataclasses.replace(self.captioner.decoding, no_repeat_ngram_size=4, block_stutter=True)
         configs = [
             dataclasses.replace(base, strategy="greedy"),
             dataclasses.replace(base, strategy="beam", num_beams=max(base.num_beams, 3)),
             detail_decoding(base, "detailed"),
         ]
-        out = []
-        for decoding in configs:
-            out += ids_to_text(
-                self.captioner.tokenizer, generate_ids(self.captioner.model, features, decoding)
-            )
+        texts = [self._decode(features, decoding) for decoding in configs]
+        out = [[t[i] for t in texts] for i in range(len(features))]
         if self.cfg.samples:
             nucleus = dataclasses.replace(base, strategy="nucleus", top_p=self.cfg.top_p, seed=seed)
-            rows = np.repeat(features, self.cfg.samples, axis=0)
-            out += ids_to_text(self.captioner.tokenizer, generate_ids(self.captioner.model, rows, nucleus))
-        return list(dict.fromkeys(t for t in out if t))  # first occurrence kept: a stable order
+            sampled = self._decode(np.repeat(features, self.cfg.samples, axis=0), nucleus)
+            for i in range(len(features)):
+                out[i] += sampled[i * self.cfg.samples : (i + 1) * self.cfg.samples]
+        return [list(dict.fromkeys(t for t in row if t)) for row in out]  # first occurrence kept
+
+    def _decode(self, features: np.ndarray, decoding) -> list[str]:
+        return ids_to_text(self.captioner.tokenizer, generate_ids(self.captioner.model, features, decoding))
 
     def specificity(self, features: np.ndarray, texts: list[str]) -> np.ndarray:
-        """(T,) log p(text | image) - log p(text | average image), nats."""
+        """(T,) log p(text | image) - log p(text | average image), nats; `features` has one row per text."""
         model, tok = self.captioner.model, self.captioner.tokenizer
-        seen = likelihood.log_likelihoods(model, tok, np.repeat(features, len(texts), axis=0), texts)
+        seen = likelihood.log_likelihoods(model, tok, features, texts)
         blind = likelihood.log_likelihoods(model, tok, likelihood.average_image(model, len(texts)), texts)
         return seen - blind
 
     def more(self, image: np.ndarray, narrative: Narrative) -> tuple[Narrative, Ranked | None]:
         """The narrative with one more sentence, and the pick; unchanged and None when nothing new is left."""
-        features = self.captioner.encode([image])
-        return self._more(features, narrative)
+        [(grown, picked)] = self.more_many(self.captioner.encode([image]), [narrative])
+        return grown, picked
 
-    def _more(self, features: np.ndarray, narrative: Narrative) -> tuple[Narrative, Ranked | None]:
-        texts = self.candidates(features, narrative.step_seed())
-        ranked = rank_candidates(texts, self.specificity(features, texts), narrative.texts, self.cfg.penalty)
-        if not ranked:
-            return narrative, None
-        return narrative.add(Sentence(ranked[0].text, "more")), ranked[0]
+    def more_many(
+        self, features: np.ndarray, narratives: list[Narrative]
+    ) -> list[tuple[Narrative, Ranked | None]]:
+        """`more` for many pictures at once (feature row i belongs to narrative i), batched decoding."""
+        candidates = self.candidates(features, narratives[0].step_seed())
+        owner = np.repeat(np.arange(len(narratives)), [len(c) for c in candidates])
+        flat = [t for row in candidates for t in row]
+        spec = self.specificity(features[owner], flat)
+        out, start = [], 0
+        for story, texts in zip(narratives, candidates, strict=True):
+            ranked = rank_candidates(texts, spec[start : start + len(texts)], story.texts, self.cfg.penalty)
+            start += len(texts)
+            out.append((story.add(Sentence(ranked[0].text, "more")), ranked[0]) if ranked else (story, None))
+        return out
 
     def look_here(self, image: np.ndarray, narrative: Narrative, row: int, col: int) -> Narrative:
         """The narrative with the caption of grid cell (row, col), placed ('At the top left, ...')."""
@@ -98,20 +108,24 @@ class Storyteller:
         self, image: np.ndarray, sentences: int, seed: int = 0, caption: str | None = None
     ) -> Narrative:
         """`caption` (None: the saved decoding's) and up to `sentences - 1` more, fewer if nothing is new."""
-        return self.narrate_features(self.captioner.encode([image]), sentences, seed, caption)
+        captions = None if caption is None else [caption]
+        return self.narrate_features(self.captioner.encode([image]), sentences, seed, captions)[0]
 
     def narrate_features(
-        self, features: np.ndarray, sentences: int, seed: int = 0, caption: str | None = None
-    ) -> Narrative:
-        """`narrate` from one row of image features (as `Captioner.encode` makes them)."""
+        self, features: np.ndarray, sentences: int, seed: int = 0, captions: list[str] | None = None
+    ) -> list[Narrative]:
+        """`narrate` for each row of image features (as `Captioner.encode` makes them), batched."""
         if sentences < 1:
             raise ValueError(f"sentences must be at least 1, got {sentences}")
-        if caption is None:
-            ids = generate_ids(self.captioner.model, features, self.captioner.decoding)
-            [caption] = ids_to_text(self.captioner.tokenizer, ids)
-        narrative = Narrative.start(caption or "(no caption)", seed)
-        while len(narrative.sentences) < sentences:
-            narrative, picked = self._more(features, narrative)
-            if picked is None:
+        if captions is None:
+            captions = self._decode(features, self.captioner.decoding)
+        stories = [Narrative.start(c or "(no caption)", seed) for c in captions]
+        growing = list(range(len(stories)))
+        for _ in range(sentences - 1):
+            grown = self.more_many(features[growing], [stories[i] for i in growing])
+            for i, (story, _picked) in zip(growing, grown, strict=True):
+                stories[i] = story
+            growing = [i for i, (_s, picked) in zip(growing, grown, strict=True) if picked is not None]
+            if not growing:
                 break
-        return narrative
+        return stories
