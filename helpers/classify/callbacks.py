@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
 from helpers import artifacts
@@ -25,7 +26,7 @@ def read_history(path: str | Path) -> pd.DataFrame:
 
 
 class HistoryLog(keras.callbacks.Callback):
-    """One CSV row per finished epoch: metrics, phase, learning rate and seconds.
+    """One CSV row per finished epoch: metrics, phase, learning rate, seconds and seconds per step.
 
     Rows are keyed by the absolute epoch and the file is rewritten atomically, so an epoch that is
     re-run after a kill replaces its row: every epoch appears exactly once. Placed before
@@ -36,14 +37,24 @@ class HistoryLog(keras.callbacks.Callback):
         super().__init__()
         self.path, self.phase = Path(path), phase
         self._start, self._first = 0.0, first_epoch_builds
+        self._steps: list[float] = []  # seconds of each training step this epoch
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
+        self._start, self._steps = time.perf_counter(), []
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._steps.append(time.perf_counter() - self._step_start)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = {"epoch": epoch, "phase": self.phase, "lr": current_lr(self.model)}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
         row["seconds"] = time.perf_counter() - self._start
+        # A steady step: the median, without the first step of an epoch that builds the train graph.
+        steady = self._steps[1:] if self._first and len(self._steps) > 1 else self._steps
+        row["step_seconds"] = float(np.median(steady)) if steady else float("nan")
         # The first epoch after a compile also traces the train graph (13-40 s on CPU): not a steady epoch.
         row["includes_graph_build"], self._first = self._first, False
         old = read_history(self.path)

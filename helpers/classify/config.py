@@ -53,6 +53,7 @@ class TrainConfig:
     dropout: float = 0.3  # before the classification layer
     patience: int = 3  # phase-2 early stopping: epochs without a val_accuracy gain
     mixed_precision: bool | None = None  # float16 compute, float32 softmax; None: on when a GPU is present
+    max_steps: int | None = None  # training steps per epoch; None: the whole training split (a rehearsal cap)
     jit_compile: bool | None = None  # XLA; None: Keras' choice (GPU: on; CPU: off, oneDNN is faster)
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class TrainConfig:
             raise ValueError("need head_epochs >= 0, finetune_epochs >= 0 and at least one epoch in all")
         if self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
             raise ValueError("need batch_size >= 1, lr > 0 and 0 <= dropout < 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
 
     @classmethod
     def for_preset(cls, preset: str, backbone: str, run_dir: str | None = None, **knobs: Any) -> TrainConfig:

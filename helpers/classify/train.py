@@ -156,6 +156,7 @@ def _fit_phases(cfg: TrainConfig, data: Prepared, extra: list[keras.callbacks.Ca
                 validation_data=val_ds,
                 initial_epoch=start,
                 epochs=stop,
+                steps_per_epoch=cfg.max_steps,  # None: the whole training split
                 callbacks=_callbacks(cfg, phase, start, stop, lr, not traced) + extra,
                 shuffle=False,  # train_ds reshuffles itself every epoch; this only silences Keras' warning
             )

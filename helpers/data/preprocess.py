@@ -19,6 +19,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data_source": {"smoke": "synthetic", "sample": None, "full": "keras"},
     "samples_per_class": {"smoke": None, "sample": None, "full": 500},
     "val_fraction": {"smoke": 0.1, "sample": 0.2, "full": 0.1},
+    "test_per_class": {"smoke": None, "sample": None, "full": None},
 }
 
 
@@ -31,6 +32,7 @@ class PreprocessConfig:
     data_source: str  # "keras", or a cifar-100-python folder / .tar.gz
     samples_per_class: int | None  # training images kept per class (None: all); the seed used 500
     val_fraction: float  # share of each class's kept images held out for validation
+    test_per_class: int | None  # official test images kept per class (None: all); caps a rehearsal
     seed: int
 
     @classmethod
@@ -42,6 +44,7 @@ class PreprocessConfig:
         samples_per_class: int | None = None,
         val_fraction: float | None = None,
         seed: int = 0,
+        test_per_class: int | None = None,
     ) -> PreprocessConfig:
         paths = RunPaths.for_run(preset, run_dir)
         require_data_source(preset, data_source, "a cifar-100-python folder or .tar.gz")
@@ -51,6 +54,7 @@ class PreprocessConfig:
             data_source=data_source,
             samples_per_class=samples_per_class,
             val_fraction=val_fraction,
+            test_per_class=test_per_class,
         )
         return cls(preset=preset, run_dir=str(paths.root), seed=seed, **knobs)
 
@@ -69,8 +73,11 @@ def resolve_source(cfg: PreprocessConfig) -> str:
 
 
 def make_splits(data: Any, cfg: PreprocessConfig) -> Prepared:
-    """Stratified subset of the official training set -> train/val; the official test set stays test."""
+    """Stratified subsets: official train -> train/val; official test (all, or `test_per_class`) -> test."""
     train_idx, val_idx = split_indices(data.y_train, cfg.samples_per_class, cfg.val_fraction, cfg.seed)
+    test_idx = None
+    if cfg.test_per_class is not None:
+        test_idx, _ = split_indices(data.y_test, cfg.test_per_class, 0.0, cfg.seed)
 
     def take(x: np.ndarray, y: np.ndarray, yc: np.ndarray, idx: np.ndarray | None = None) -> Split:
         return Split(x, y, yc) if idx is None else Split(x[idx], y[idx], yc[idx])
@@ -78,7 +85,7 @@ def make_splits(data: Any, cfg: PreprocessConfig) -> Prepared:
     return Prepared(
         train=take(data.x_train, data.y_train, data.y_train_coarse, train_idx),
         val=take(data.x_train, data.y_train, data.y_train_coarse, val_idx),
-        test=take(data.x_test, data.y_test, data.y_test_coarse),
+        test=take(data.x_test, data.y_test, data.y_test_coarse, test_idx),
         label_names=list(data.label_names),
         coarse_label_names=list(data.coarse_label_names),
     )
