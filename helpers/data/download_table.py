@@ -36,6 +36,7 @@ _GPT2 = (
     f"sha256 and size of hub revision {GPT2_REVISION[:8]} as pinned by public projects that check them; "
     "not verified here (no hub access)"
 )
+_NOT_RECORDED = "no published hash or size found here (no hub access): not recorded"
 _CN_SRC = "sha256 and size of the copies in ../shared/real-samples/flickr8k-cn (the published files)"
 
 
@@ -72,7 +73,7 @@ _ROWS = [
         f"{_APPS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "md5:4d473c1dd8becc155b73f8504c6f6626",
         94_765_736,
-        "03, 06 (image encoder)",
+        "03, 06 (encoder study)",
         _KERAS.format("keras.applications.resnet"),
     ),
     _keras(
@@ -147,13 +148,17 @@ _ROWS = [
             ),
         )
     ),
+    # 06's image encoder: from_pretrained reads the vision tower's weights from the full CLIP checkpoint.
+    *(
+        _hub("openai/clip-vit-base-patch32", file, None, None, "06", "huggingface_hub", _NOT_RECORDED)
+        for file in ("config.json", "model.safetensors", "preprocessor_config.json")
+    ),
     # ---- for later notebooks: record files, hashes and sizes when the notebook that uses them lands -------
     *(
         Download(
             repo, f"https://huggingface.co/{repo}", None, None, None, used_by, "planned", "not recorded yet"
         )
         for repo, used_by in (
-            ("openai/clip-vit-base-patch32", "image-encoder option (CLIP)"),
             ("Helsinki-NLP/opus-mt-en-zh", "08 (translate-test, translate-train)"),
             ("uer/gpt2-chinese-cluecorpussmall", "08 (native Chinese captioner)"),
         )
@@ -200,11 +205,11 @@ FLICKR8K_ARCHIVES = ("Flickr8k_Dataset.zip", "Flickr8k_text.zip")
 
 def markdown_table(fetched_by: tuple[str, ...] = ("helpers", "huggingface_hub", "planned")) -> str:
     """The table as Markdown (file, URL, hash, size, used by), for results files and documentation."""
-    lines = ["| file | URL | expected hash | size (bytes) | used by | fetched by |", "|---|" * 6]
+    lines = ["| file | URL | expected hash | size (bytes) | used by | fetched by |", "|" + "---|" * 6]
     for row in _ROWS:
         if row.fetched_by in fetched_by:
-            size = f"{row.size:,}" if row.size else "not published"
-            digest = f"`{row.hash}`" if row.hash else "none published"
+            size = f"{row.size:,}" if row.size else "none known"
+            digest = f"`{row.hash}`" if row.hash else "none known"
             cells = [f"`{row.name}`", row.url, digest, size, row.used_by, row.fetched_by]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
