@@ -1,25 +1,34 @@
 # `make run`: set up, then run every notebook on the embedded smoke data.
 # `make test`: set up, then run the whole test suite.
+# `make lab`: set up, then open the notebooks in JupyterLab.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench lint format clean lifecycle-b64
+.PHONY: setup run lab test bench gpu-check lint format clean lifecycle-b64
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt  # the runtime pins and the test tools
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (caption-workbench)" --env TF_ENABLE_ONEDNN_OPTS 1
 	touch $(STAMP)
 
 run: setup
 	$(PY) -m helpers run --preset smoke
+
+# The notebooks in JupyterLab with the $(KERNEL) kernel. Uploads of up to 128 MiB reach the kernel (a stock
+# server drops websocket messages over 10 MiB, so the demo could not say a file is over its limit). More
+# options through LAB_ARGS, e.g. `make lab LAB_ARGS="--port=8890 --no-browser"`.
+LAB_ARGS ?=
+lab: setup
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --KernelManager.transport_encryption=auto \
+		'--ServerApp.tornado_settings={"websocket_max_message_size": 134217728}' $(LAB_ARGS)
 
 test: setup
 	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2
@@ -29,6 +38,11 @@ test: setup
 # Benchmarks (not tests): writes benchmarks/results.md and results.json. Offline, so a stray hub call fails fast.
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.run
+
+# On a GPU machine only (it refuses elsewhere): ResNet50 and GPT-2 training speed and peak GPU memory, in
+# one process; a few minutes.
+gpu-check: setup
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.gpu_check
 
 lint: setup
 	$(VENV)/bin/ruff check helpers tests notebooks benchmarks

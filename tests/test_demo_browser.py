@@ -1,79 +1,44 @@
 """Notebook 07 served by Voila on localhost and driven in headless Chromium, on the smoke run's real models.
 
 Chromium comes from Debian (`tests/browser_setup.sh` installs it); the test skips with that instruction when
-it is missing. A screenshot of the app is saved to test-artifacts/demo-screenshot.png.
+it is missing. The test uploads good and bad files, then grows one card's narrative (Tell me more twice, one
+region cell) and switches on an overlay; a screenshot of the app is saved to
+$CAPTION_TEST_ARTIFACTS/demo-screenshot.png (default test-artifacts/).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import demo_inputs as gen
 import pytest
+from browser_support import (
+    CHROMIUM_ARGS,
+    ROOT,
+    free_port,
+    local_only,
+    parameterized_copy,
+    require_chromium,
+    stop,
+    upload,
+    wait_for_port,
+)
 
 from helpers.demo.models import bundled_photos
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "07-caption-demo.ipynb"
-SCREENSHOT = ROOT / "test-artifacts" / "demo-screenshot.png"
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
+SCREENSHOT = Path(os.environ.get("CAPTION_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "demo-screenshot.png"
 APP_TIMEOUT_MS = (
     240_000  # the page shows the app after every cell ran: TensorFlow, torch and both models load
 )
 CAPTION_TIMEOUT_MS = 60_000  # one upload on 2 CPU cores
+ACTION_TIMEOUT_MS = 90_000  # one card action (Tell me more decodes ~11 candidates) on 2 busy CPU cores
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Poll with plain TCP connects (an HTTP GET would make Voila start a kernel)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"voila exited with code {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"voila did not listen on port {port} within {timeout:.0f} s")
-
-
-def parameterized_copy(run_dir: Path, folder: Path) -> Path:
-    """Notebook 07 with `run_dir` set (and one example, not four) in a cell after its parameters cell, as
-    papermill injects parameters."""
-    import nbformat
-
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    [index] = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    injected = nbformat.v4.new_code_cell(f"run_dir = {str(run_dir)!r}\nnum_examples = 1")
-    injected.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(index + 1, injected)
-    path = folder / NOTEBOOK.name
-    nbformat.write(nb, path)
-    return path
 
 
 @contextlib.contextmanager
@@ -90,20 +55,38 @@ def voila(notebook: Path, workdir: Path) -> Iterator[str]:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
-def upload(page, files) -> None:
-    """Choose files through the FileUpload button (its <input type=file> never enters the DOM)."""
-    with page.expect_file_chooser() as chooser:
-        page.click("button.widget-upload")
-    chooser.value.set_files(files)
+def without_studies(notebook: Path) -> Path:
+    """The copy with `study_images = 0` injected too: the series' run of 07 measures the studies."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    [cell] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    cell.source += "\nstudy_images = 0"
+    nbformat.write(nb, notebook)
+    return notebook
+
+
+def grow_the_narrative(cards) -> None:
+    """Tell me more twice, Look here at the top left cell, then the classifier's overlay."""
+    from playwright.sync_api import expect
+
+    sentences = cards.locator(".demo-narrative .demo-sentence")
+    for count in (1, 2):
+        cards.locator("button.demo-more").click()
+        expect(sentences).to_have_count(count, timeout=ACTION_TIMEOUT_MS)
+        expect(cards.locator("button.demo-more")).to_be_enabled(timeout=ACTION_TIMEOUT_MS)
+    cards.locator("button.demo-cell-0-0").click()
+    expect(sentences).to_have_count(3, timeout=ACTION_TIMEOUT_MS)
+    expect(sentences.nth(2)).to_contain_text("At the top left, ")
+    texts = [sentences.nth(i).inner_text() for i in range(3)]
+    assert len(set(texts)) == 3, texts
+    cards.locator(".demo-where button", has_text="classifier").click()
+    expect(cards.locator("img.demo-overlay")).to_have_count(1, timeout=ACTION_TIMEOUT_MS)
+    expect(cards.locator(".demo-notice")).to_have_count(0)
 
 
 def voila_log(workdir: Path) -> str:
@@ -112,30 +95,20 @@ def voila_log(workdir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    from conftest import require
-
-    require(
-        CHROMIUM.is_file(),
-        f"Chromium not found at {CHROMIUM}",
-        "run tests/browser_setup.sh (or set CHROMIUM_PATH)",
-    )
-    return CHROMIUM
+    return require_chromium()
 
 
 def test_demo_in_a_real_browser(chromium, smoke_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06")
-    notebook = parameterized_copy(run_dir, tmp_path)
+    notebook = without_studies(parameterized_copy(run_dir, tmp_path))
     photo = bundled_photos()[0]  # a real photo: matplotlib's grace_hopper.jpg
     corrupt = {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": gen.truncated_jpeg()}
     with voila(notebook, tmp_path) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
-        # Nothing leaves localhost (the page asks a CDN for Font Awesome; this machine may be offline).
-        page.route(
-            "**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort()
-        )
+        local_only(page)  # the page asks a CDN for Font Awesome; this machine may be offline
         page.goto(url, wait_until="domcontentloaded")
         cards = page.locator(".demo-cards")  # the app's cards, not the example cards printed above it
         try:
@@ -171,6 +144,8 @@ def test_demo_in_a_real_browser(chromium, smoke_run, tmp_path):
         expect(caption).to_have_count(1, timeout=CAPTION_TIMEOUT_MS)
         assert caption.inner_text().strip() == first_caption  # greedy decoding is deterministic
         expect(cards.locator(".demo-card-error")).to_have_count(0)
+        expect(page.locator(".demo-banner")).to_contain_text("smoke")  # the models are the smoke run's
+        grow_the_narrative(cards)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.locator(".demo-app").screenshot(path=str(SCREENSHOT))
         browser.close()
