@@ -7,6 +7,10 @@ The PTB tokenizer and METEOR are Java programs. METEOR's JVM takes ~5-15 s to st
 `CaptionScorer` starts it once and reuses it for every evaluation. Without Java, METEOR is reported as
 None ("not computed", never 0) and tokenization falls back to a Python approximation of the PTB rules,
 which `describe()` records next to the scores.
+
+Other languages: `tokens="chars"` scores characters (Chinese, written without spaces), `"whitespace"`
+scores words split at whitespace; both after Unicode (NFKC) normalisation, lower case, punctuation and
+symbols removed. METEOR's resources are English-only, so it is not computed (None) for them.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import contextlib
 import io
 import re
 import shutil
+import unicodedata
 from typing import Any
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+#: How captions become tokens: English PTB rules, characters, or whitespace-separated words.
+TOKENIZATIONS = ("ptb", "chars", "whitespace")
 
 # What pycocoevalcap's PTBTokenizer drops after tokenizing (its PUNCTUATIONS list).
 _PUNCT = {
@@ -64,24 +71,39 @@ def simple_tokenize(text: str) -> str:
     return " ".join(t for t in out if t not in _PUNCT and t != '"')
 
 
+def unicode_tokenize(text: str, tokens: str) -> str:
+    """NFKC, lower case, punctuation/symbols dropped; then space-separated characters or words."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if unicodedata.category(c)[0] in "PSZC" else c for c in text)
+    return " ".join(text.replace(" ", "")) if tokens == "chars" else " ".join(text.split())
+
+
 class CaptionScorer:
     """Scores hypotheses against references; holds one METEOR JVM for all its evaluations."""
 
-    def __init__(self, meteor: bool = True):
+    def __init__(self, meteor: bool = True, tokens: str = "ptb"):
+        if tokens not in TOKENIZATIONS:
+            raise ValueError(f"tokens must be one of {TOKENIZATIONS}, got {tokens!r}")
         self.java = java_available()
-        self.meteor_wanted = meteor
+        self.tokens = tokens
+        self.meteor_wanted = meteor and tokens == "ptb"  # METEOR's paraphrase tables are English
         self._meteor: Any = None
 
     def describe(self) -> dict[str, str]:
         """How the scores were computed, for the metrics file."""
         meteor = "computed (meteor-1.5)" if self.java and self.meteor_wanted else "not computed"
+        if self.tokens != "ptb":
+            tokenizer, meteor = f"unicode NFKC, {self.tokens}", "not computed: English only"
+            return {"tokenizer": tokenizer, "meteor": meteor, "scorers": "pycocoevalcap"}
         if not self.java:
             meteor += ": java not found"
         tokenizer = "PTBTokenizer (Stanford CoreNLP 3.4.1)" if self.java else "python PTB approximation"
         return {"tokenizer": tokenizer, "meteor": meteor, "scorers": "pycocoevalcap"}
 
     def tokenize(self, captions: dict[Any, list[str]]) -> dict[Any, list[str]]:
-        """PTB-tokenize {id: [caption, ...]} (lower case, punctuation removed)."""
+        """PTB-tokenize {id: [caption, ...]} (lower case, punctuation removed); or per `tokens`."""
+        if self.tokens != "ptb":
+            return {k: [unicode_tokenize(c, self.tokens) for c in v] for k, v in captions.items()}
         if not self.java:
             return {k: [simple_tokenize(c) for c in v] for k, v in captions.items()}
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer

@@ -23,6 +23,9 @@ from helpers.caption.cpu_kernels import packed_linears
 from helpers.caption.model import EOS_ID, PrefixCaptioner
 
 STRATEGIES = ("greedy", "beam", "nucleus")
+# A space with a CJK character (ideographs, CJK punctuation, full-width forms) on both sides.
+_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK_SPACE = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,9 @@ class DecodeConfig:
             return f"beam{self.num_beams}"
         return f"nucleus{self.top_p:g}" if self.strategy == "nucleus" else "greedy"
 
-    def generate_kwargs(self) -> dict:
-        """Keyword arguments for `generate`."""
-        kw: dict = {"max_new_tokens": self.max_new_tokens, "eos_token_id": EOS_ID, "pad_token_id": EOS_ID}
+    def generate_kwargs(self, end_id: int = EOS_ID) -> dict:
+        """Keyword arguments for `generate`; `end_id` ends a caption (and pads)."""
+        kw: dict = {"max_new_tokens": self.max_new_tokens, "eos_token_id": end_id, "pad_token_id": end_id}
         if self.no_repeat_ngram_size:
             kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if self.block_stutter:
@@ -113,9 +116,9 @@ class NoStutter:
         return scores.scatter(1, input_ids[:, -1:], float("-inf"))
 
 
-def trim(ids: list[int]) -> list[int]:
-    """Tokens up to (not including) the first end-of-text."""
-    return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
+def trim(ids: list[int], end_id: int = EOS_ID) -> list[int]:
+    """Tokens up to (not including) the first end-of-caption token."""
+    return ids[: ids.index(end_id)] if end_id in ids else ids
 
 
 @torch.no_grad()
@@ -155,15 +158,17 @@ def generate_ids(
                 # "n-gram constraints apply only to new tokens": intended, the prompt is the image prefix.
                 warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds")
                 ids = model.gpt.generate(
-                    inputs_embeds=prefix, attention_mask=mask, **decoding.generate_kwargs()
+                    inputs_embeds=prefix, attention_mask=mask, **decoding.generate_kwargs(model.end_id)
                 )
-            out.extend(trim(row) for row in ids.tolist())
+            out.extend(trim(row, model.end_id) for row in ids.tolist())
     return out
 
 
 def ids_to_text(tokenizer, ids: list[list[int]]) -> list[str]:
-    """Decode token ids to single-spaced, stripped captions."""
-    return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in ids]
+    """Decode token ids to single-spaced, stripped captions (no spaces between CJK characters)."""
+    texts = (" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in ids)
+    # A character vocabulary decodes "红 色 的 圆"; Chinese is written without spaces.
+    return [_CJK_SPACE.sub("", t) for t in texts]
 
 
 def decode_captions(

@@ -5,8 +5,12 @@ GPT-2 input embeddings; GPT-2 continues the prefix with the caption. The loss co
 (and the end-of-text token that stops them) only: prefix positions and padding are masked out, and the
 vocabulary projection is computed only where a caption token is predicted.
 
-Weights are saved as safetensors plus a JSON config that holds the full GPT2Config, so loading needs
-neither pickle nor the Hugging Face hub.
+The decoder is any transformers causal LM that accepts ``inputs_embeds`` (GPT-2 for English; for
+Chinese a GPT-2 with a BERT-style character vocabulary): it is used through the generic accessors
+(`base_model`, input and output embeddings), and the token that ends a caption is per tokenizer.
+
+Weights are saved as safetensors plus a JSON config that holds the decoder's full config, so loading
+needs neither pickle nor the Hugging Face hub.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class PrefixConfig:
     mapper_tokens: int = 10  # transformer mapper: tokens the feature vector is first split into
     gpt2: str | dict = "gpt2"  # "gpt2": from_pretrained; a dict: GPT2Config(**dict), random init
     freeze_gpt2: bool = False  # train the mapper only; GPT-2 stays as loaded (and in eval mode)
+    vocab_size: int = GPT2_VOCAB_SIZE  # the tokenizer's length; a random-init decoder must have it
+    end_token_id: int | None = None  # ends a caption (and pads); None: the decoder config's eos_token_id
 
     def __post_init__(self) -> None:
         if self.mapper not in ("mlp", "transformer"):
@@ -104,7 +110,7 @@ class PrefixCaptioner(nn.Module):
     def __init__(self, cfg: PrefixConfig, gpt: Any):
         super().__init__()
         self.cfg, self.gpt = cfg, gpt
-        embed = gpt.config.n_embd
+        embed = gpt.config.hidden_size  # n_embd for GPT-2
         if cfg.mapper == "mlp":
             self.mapper: nn.Module = MLPMapper(cfg.feature_dim, cfg.prefix_length, embed)
         else:
@@ -112,7 +118,7 @@ class PrefixCaptioner(nn.Module):
                 cfg.feature_dim,
                 cfg.prefix_length,
                 embed,
-                gpt.config.n_head,
+                gpt.config.num_attention_heads,
                 cfg.mapper_layers,
                 cfg.mapper_tokens,
             )
@@ -130,6 +136,12 @@ class PrefixCaptioner(nn.Module):
         self.feature_mean.copy_(feats.mean(0))
         self.feature_std.copy_(feats.std(0).clamp_min(1e-6))  # constant (e.g. zeroed) features stay 0
 
+    @property
+    def end_id(self) -> int:
+        """The token id that ends every caption (GPT-2's <|endoftext|>, a character vocabulary's [SEP])."""
+        end = self.cfg.end_token_id
+        return int(self.gpt.config.eos_token_id if end is None else end)
+
     def train(self, mode: bool = True) -> PrefixCaptioner:
         """Like nn.Module.train, but a frozen GPT-2 keeps dropout off."""
         super().train(mode)
@@ -145,24 +157,28 @@ class PrefixCaptioner(nn.Module):
         """Mean next-token cross-entropy over the caption tokens where `token_mask` is true."""
         prefix = self.prefix(features)
         length = prefix.shape[1]
-        embeds = torch.cat([prefix, self.gpt.transformer.wte(tokens)], dim=1)
+        embeds = torch.cat([prefix, self.gpt.get_input_embeddings()(tokens)], dim=1)
         ones = torch.ones(prefix.shape[:2], dtype=token_mask.dtype, device=token_mask.device)
-        hidden = self.gpt.transformer(
+        hidden = self.gpt.base_model(
             inputs_embeds=embeds, attention_mask=torch.cat([ones, token_mask], dim=1)
         ).last_hidden_state
         # The hidden state one position earlier predicts each caption token (the last prefix slot the first).
         predicting = hidden[:, length - 1 : -1][token_mask.bool()]
-        logits = self.gpt.lm_head(predicting).float()
+        logits = self.gpt.get_output_embeddings()(predicting).float()
         return nn.functional.cross_entropy(logits, tokens[token_mask.bool()])
 
 
-def build_gpt2(spec: str | dict) -> Any:
-    """GPT2LMHeadModel: pretrained from the hub for a name (e.g. "gpt2"), random init for a config dict."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+def build_gpt2(spec: str | dict, vocab_size: int = GPT2_VOCAB_SIZE) -> Any:
+    """A causal LM: pretrained from the hub for a name (e.g. "gpt2"), random init for a config dict.
+
+    A dict is a config of its ``model_type`` (default "gpt2"); its vocabulary must be the tokenizer's
+    `vocab_size`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if isinstance(spec, str):
         try:
-            return GPT2LMHeadModel.from_pretrained(spec)  # the hub client caches, resumes and retries
+            return AutoModelForCausalLM.from_pretrained(spec)  # the hub client caches, resumes and retries
         except OSError as err:  # what transformers raises for every download or cache failure
             raise RuntimeError(
                 f"could not load {spec!r} from https://huggingface.co/{spec} ({str(err).splitlines()[0]}). "
@@ -170,18 +186,18 @@ def build_gpt2(spec: str | dict) -> Any:
                 f"helps on a slow link). Offline: run `hf download {spec}` on a connected machine and copy "
                 "its cache to $HF_HOME here, or set HF_ENDPOINT to a mirror."
             ) from None
-    config = GPT2Config(**spec)
-    if config.vocab_size != GPT2_VOCAB_SIZE:
-        raise ValueError(
-            f"vocab_size must be GPT-2's {GPT2_VOCAB_SIZE} (the real tokenizer), got {config.vocab_size}"
-        )
-    return GPT2LMHeadModel(config)
+    kwargs = {k: v for k, v in spec.items() if k != "model_type"}
+    config = AutoConfig.for_model(spec.get("model_type", "gpt2"), **kwargs)
+    if config.vocab_size != vocab_size:
+        which = f"GPT-2's {GPT2_VOCAB_SIZE}" if vocab_size == GPT2_VOCAB_SIZE else f"{vocab_size}"
+        raise ValueError(f"vocab_size must be {which} (the tokenizer's), got {config.vocab_size}")
+    return AutoModelForCausalLM.from_config(config)
 
 
 def build_captioner(cfg: PrefixConfig, seed: int = 0) -> PrefixCaptioner:
     """A new captioner; random parts (mapper, a from-scratch GPT-2) are seeded."""
     torch.manual_seed(seed)
-    return PrefixCaptioner(cfg, build_gpt2(cfg.gpt2))
+    return PrefixCaptioner(cfg, build_gpt2(cfg.gpt2, cfg.vocab_size))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -244,6 +260,6 @@ def load_captioner(folder: str | Path, device: str | torch.device = "cpu") -> Pr
         k: v for k, v in config["gpt2_config"].items() if k not in ("transformers_version", "architectures")
     }
     cfg = PrefixConfig(**{**config["prefix"], "gpt2": gpt2})
-    model = PrefixCaptioner(cfg, build_gpt2(gpt2))
+    model = PrefixCaptioner(cfg, build_gpt2(gpt2, cfg.vocab_size))
     load_state_tensors(model, load_file(str(folder / "model.safetensors")))
     return model.to(device).eval()

@@ -44,6 +44,14 @@ def gpt2_tokenizer():
     return tokenizer
 
 
+def end_token_id(tokenizer) -> int:
+    """The token that ends a caption: the tokenizer's eos (GPT-2's <|endoftext|>), else its [SEP]."""
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if end is None:
+        raise ValueError(f"{type(tokenizer).__name__} has neither an eos nor a sep token to end captions")
+    return int(end)
+
+
 def caption_text(caption: str) -> str:
     """How a caption is fed to GPT-2: one leading space, so its first word is a normal mid-sentence token."""
     caption = " ".join(caption.split())

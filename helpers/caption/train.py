@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from helpers import artifacts
 from helpers.caption.model import EOS_ID, PrefixCaptioner, load_state_tensors, state_tensors
-from helpers.caption.tokenizer import caption_text
+from helpers.caption.tokenizer import caption_text, end_token_id
 
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 
@@ -56,6 +56,7 @@ class CaptionPairs:
     features: np.ndarray  # (num_images, feature_dim), float16 or float32
     image: np.ndarray  # (num_pairs,) row into features
     tokens: list[list[int]]  # caption token ids ending with end-of-text
+    pad_id: int = EOS_ID  # fills short rows (masked out); the end token, always in the vocabulary
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -70,15 +71,15 @@ def make_pairs(
     max_tokens: int,
 ) -> CaptionPairs:
     """Every caption of every image in `names`, tokenized and cut to `max_tokens` (end-of-text kept last)."""
-    image, tokens = [], []
+    image, tokens, end = [], [], end_token_id(tokenizer)
     for name in names:
         for caption in captions[name]:
-            ids = tokenizer(caption_text(caption))["input_ids"][: max_tokens - 1]
+            ids = tokenizer(caption_text(caption), add_special_tokens=False)["input_ids"][: max_tokens - 1]
             image.append(rows[name])
-            tokens.append([*ids, EOS_ID])
+            tokens.append([*ids, end])
     if not tokens:
         raise ValueError("no captions for the given images")
-    return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens)
+    return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens, end)
 
 
 def batches(pairs: CaptionPairs, batch_size: int, order: np.ndarray, device: torch.device):
@@ -87,7 +88,7 @@ def batches(pairs: CaptionPairs, batch_size: int, order: np.ndarray, device: tor
         idx = order[start : start + batch_size]
         rows = [pairs.tokens[i] for i in idx]
         width = max(map(len, rows))
-        tokens = np.full((len(rows), width), EOS_ID, dtype=np.int64)
+        tokens = np.full((len(rows), width), pairs.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, ids in enumerate(rows):
             tokens[r, : len(ids)], mask[r, : len(ids)] = ids, 1

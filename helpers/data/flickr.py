@@ -31,6 +31,7 @@ __all__ = [
     "fetch_flickr8k",
     "load_flickr8k",
     "normalize_caption",
+    "read_caption_file",
 ]
 
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -91,13 +92,19 @@ def normalize_caption(text: str) -> str:
     return " ".join(text.lower().translate(_SEPARATORS).translate(_DROP).split())
 
 
-def _token_rows(path: Path) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, raw id field, caption or None when the line has no tab) per non-blank line."""
+def _token_rows(path: Path, space: bool = False) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, image id, caption or None when the line has no separator) per non-blank line.
+
+    The separator is a tab; with `space`, a line without a tab splits at its first space (Flickr8K-CN's
+    ``IMAGE.jpg#zhc#N caption``). The id field may carry tags: ``IMAGE.jpg#N`` or ``IMAGE.jpg#zhc#N``.
+    """
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if line.strip():
                 key, tab, caption = line.partition("\t")
+                if not tab and space:
+                    key, tab, caption = line.strip().partition(" ")
                 yield lineno, key.split("#", 1)[0], caption if tab else None
 
 
@@ -111,8 +118,14 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, str, str | None]]:
             yield reader.line_num, row[0].strip(), row[1] if len(row) == 2 else None
 
 
-def _read_captions(path: Path) -> tuple[dict[str, list[str]], list[str]]:
-    rows = _token_rows(path) if path.name == TOKEN_FILE else _csv_rows(path)
+def read_caption_file(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
+    """({image id: captions}, problems) of any file in the ``IMAGE.jpg#N<tab or space>caption`` family."""
+    return _read_captions(Path(path), _token_rows(Path(path), space=True))
+
+
+def _read_captions(path: Path, rows: Iterator | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    if rows is None:
+        rows = _token_rows(path) if path.name == TOKEN_FILE else _csv_rows(path)
     captions: dict[str, list[str]] = {}
     problems = []
     for lineno, name, caption in rows:
