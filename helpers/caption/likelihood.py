@@ -24,7 +24,7 @@ def tokenize(tokenizer, texts: Sequence[str], end_id: int = EOS_ID) -> list[list
 
 @torch.no_grad()
 def sequence_log_probs(
-    model: PrefixCaptioner, features: np.ndarray, ids: Sequence[Sequence[int]], batch_size: int = 32
+    model: PrefixCaptioner, features: np.ndarray, ids: Sequence[Sequence[int]], batch_size: int = 128
 ) -> np.ndarray:
     """(N,) summed natural-log probability of token row i given feature row i."""
     model.eval()
@@ -45,11 +45,17 @@ def sequence_log_probs(
         prefix = model.prefix(torch.from_numpy(feats[start : start + batch_size]).to(device))
         embeds = torch.cat([prefix, model.gpt.get_input_embeddings()(tokens)], dim=1)
         ones = torch.ones(prefix.shape[:2], dtype=mask.dtype, device=device)
-        logits = model.gpt(inputs_embeds=embeds, attention_mask=torch.cat([ones, mask], dim=1)).logits
-        # The position one earlier predicts each token (the last prefix slot the first token).
-        logits = logits[:, prefix.shape[1] - 1 : -1].float()
-        picked = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
-        out[start : start + len(rows)] = (picked * mask).sum(1).cpu().numpy()
+        hidden = model.gpt.base_model(
+            inputs_embeds=embeds, attention_mask=torch.cat([ones, mask], dim=1)
+        ).last_hidden_state
+        # The state one position earlier predicts each token (the last prefix slot the first token); the
+        # vocabulary projection runs only where a real token is predicted.
+        real = mask.bool()
+        logits = model.gpt.get_output_embeddings()(hidden[:, prefix.shape[1] - 1 : -1][real]).float()
+        picked = logits.gather(1, tokens[real][:, None])[:, 0] - torch.logsumexp(logits, -1)
+        owner = torch.arange(len(rows), device=device)[:, None].expand_as(mask)[real]
+        total = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        out[start : start + len(rows)] = total.index_add_(0, owner, picked.double()).cpu().numpy()
     return out
 
 
@@ -74,14 +80,13 @@ def text_by_image(
     A narrative's sentences are scored one by one, each as a caption of the picture, and added up.
     """
     feats = np.asarray(features, dtype=np.float32)
-    sentences = [s for text in texts for s in text]
-    ids = tokenize(tokenizer, sentences, getattr(model, "end_id", EOS_ID))
-    owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
-    scores = np.zeros((len(texts), len(feats)))
-    for j in range(len(feats)):
-        per_sentence = sequence_log_probs(model, np.repeat(feats[j : j + 1], len(ids), axis=0), ids)
-        np.add.at(scores[:, j], owner, per_sentence)
-    return scores
+    unique = list(dict.fromkeys(s for text in texts for s in text))  # each sentence scored once per image
+    ids = tokenize(tokenizer, unique, getattr(model, "end_id", EOS_ID))
+    pairs = [(u, j) for j in range(len(feats)) for u in range(len(unique))]
+    flat = sequence_log_probs(model, feats[[j for _u, j in pairs]], [ids[u] for u, _j in pairs])
+    per_sentence = flat.reshape(len(feats), len(unique)).T  # (U, N)
+    index = {s: u for u, s in enumerate(unique)}
+    return np.stack([per_sentence[[index[s] for s in text]].sum(0) for text in texts])
 
 
 def recall_at_1(scores: np.ndarray) -> float:

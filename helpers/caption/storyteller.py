@@ -1,10 +1,10 @@
 """Growing a `Narrative` with a trained `Captioner`: candidates, their specificity, region captions.
 
 *Tell me more* decodes candidates (greedy, beam, the detailed beam, nucleus samples), scores each by how
-specific it is to this picture (log p(sentence | image) - log p(sentence | the average training image),
-nats) and lets `narrative.rank_candidates` pick one that says something new. The "no image" side is the
-same captioner fed the training set's average features (standardised features all zero), so a run folder
-holds everything it needs. Everything is computed on demand, one image at a time.
+specific it is to this picture (log p(sentence | image) - 0.5 log p(sentence | the average training
+image), nats) and lets `narrative.rank_candidates` pick one that says something new. The "no image" side
+is the same captioner fed the training set's average features (standardised features all zero), so a run
+folder holds everything it needs. Everything is computed on demand, one image at a time.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class StoryConfig:
 
     samples: int = 8  # nucleus samples per step, besides greedy, beam and the detailed beam
     top_p: float = 0.9  # nucleus mass of the samples
+    temperature: float = 0.8  # nucleus softmax temperature: < 1 keeps a small model's samples fluent
+    blind_weight: float = 0.5  # specificity = log p(s | image) - blind_weight * log p(s | average image)
     penalty: float = 4.0  # nats a candidate loses for repeating every content word already said
     grid: int = 3  # Look here: a grid x grid of cells over the picture
     margin: float = 0.25  # a cell's crop grows by this fraction of its size on each side (context)
@@ -61,7 +63,9 @@ class Storyteller:
         texts = [self._decode(features, decoding) for decoding in configs]
         out = [[t[i] for t in texts] for i in range(len(features))]
         if self.cfg.samples:
-            nucleus = dataclasses.replace(base, strategy="nucleus", top_p=self.cfg.top_p, seed=seed)
+            nucleus = dataclasses.replace(
+                base, strategy="nucleus", top_p=self.cfg.top_p, temperature=self.cfg.temperature, seed=seed
+            )
             sampled = self._decode(np.repeat(features, self.cfg.samples, axis=0), nucleus)
             for i in range(len(features)):
                 out[i] += sampled[i * self.cfg.samples : (i + 1) * self.cfg.samples]
@@ -71,11 +75,16 @@ class Storyteller:
         return ids_to_text(self.captioner.tokenizer, generate_ids(self.captioner.model, features, decoding))
 
     def specificity(self, features: np.ndarray, texts: list[str]) -> np.ndarray:
-        """(T,) log p(text | image) - log p(text | average image), nats; `features` has one row per text."""
+        """(T,) log p(text | image) - blind_weight * log p(text | average image), nats; one row per text.
+
+        With weight 1 this is the pointwise mutual information of text and picture, which also rewards
+        garbled samples (unlikely under both); a weight below 1 keeps some of the fluency term (MMI-style
+        reranking).
+        """
         model, tok = self.captioner.model, self.captioner.tokenizer
         seen = likelihood.log_likelihoods(model, tok, features, texts)
         blind = likelihood.log_likelihoods(model, tok, likelihood.average_image(model, len(texts)), texts)
-        return seen - blind
+        return seen - self.cfg.blind_weight * blind
 
     def more(self, image: np.ndarray, narrative: Narrative) -> tuple[Narrative, Ranked | None]:
         """The narrative with one more sentence, and the pick; unchanged and None when nothing new is left."""

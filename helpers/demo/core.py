@@ -66,7 +66,7 @@ class Result:
     detail: str = "short"
     # Set by the card actions (helpers.demo.explore); the picture is kept for them, never written out.
     narrative: Narrative | None = None
-    image: np.ndarray | None = field(default=None, repr=False)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
     overlay: bytes | None = None  # PNG: the picture with where a model looked
     overlay_title: str = ""
     notice: str | None = None  # what the last card action has to say (nothing new, a failure)
