@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run lab test bench gpu-check lint format clean lifecycle-b64
+.PHONY: setup run lab test bench gpu-check rehearse lint format clean lifecycle-b64
 
 setup: $(STAMP)
 
@@ -44,9 +44,14 @@ bench: setup
 gpu-check: setup
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.gpu_check
 
+# The `full` preset rehearsed on this machine (not a test): notebooks 01-07 through the real loaders against
+# local stand-ins of every download, a few steps per phase; writes rehearsal/results.md (~15-25 minutes).
+rehearse: setup
+	HF_HUB_OFFLINE=1 $(PY) -m rehearsal.run
+
 lint: setup
-	$(VENV)/bin/ruff check helpers tests notebooks benchmarks
-	$(VENV)/bin/ruff format --check helpers tests notebooks benchmarks
+	$(VENV)/bin/ruff check helpers tests notebooks benchmarks rehearsal
+	$(VENV)/bin/ruff format --check helpers tests notebooks benchmarks rehearsal
 
 format: setup
 	$(VENV)/bin/ruff format helpers tests notebooks

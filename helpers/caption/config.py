@@ -80,8 +80,9 @@ class CaptionConfig:
         decoding: str | None = None,
         seed: int = 0,
         mapper: str = "mlp",
+        max_steps: int | None = None,
     ) -> CaptionConfig:
-        """Knobs left as None take the preset's default."""
+        """Knobs left as None take the preset's default (`max_steps` None: no cap)."""
         paths = RunPaths.for_run(preset, run_dir)
         require_data_source(preset, data_source, "a Flickr8k-style folder (e.g. <data-dir>/flickr8k)")
         knobs = preset_knobs(
@@ -111,6 +112,7 @@ class CaptionConfig:
             lr=knobs["lr"],
             max_tokens=knobs["max_tokens"],
             seed=seed,
+            max_steps=max_steps,
         )
         dec = DecodeConfig.parse(knobs["decoding"], max_new_tokens=knobs["max_new_tokens"])
         return cls(

@@ -41,12 +41,20 @@ class TrainConfig:
     amp: str = "auto"  # auto: fp16 autocast on CUDA, off on CPU; bf16/fp16/off force it on any device
     max_tokens: int = 40  # caption tokens kept, end-of-text included
     seed: int = 0  # initial shuffle order and dropout
+    max_steps: int | None = None  # training steps per epoch; None: every pair (a cap for quick rehearsals)
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_tokens < 2:
             raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0, max_tokens >= 2")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
+
+    def steps_per_epoch(self, pairs: int) -> int:
+        """Optimizer steps in one epoch over `pairs` (image, caption) pairs."""
+        steps = -(-pairs // self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
 
 
 @dataclass
@@ -210,7 +218,7 @@ def train_captioner(
     out_dir, ckpt = Path(out_dir), Path(out_dir) / "checkpoint"
     device = next(model.parameters()).device
     dtype = autocast_dtype(cfg.amp, device)
-    optimizer, scheduler, scaler = _optimizer(model, cfg, -(-len(train) // cfg.batch_size), dtype)
+    optimizer, scheduler, scaler = _optimizer(model, cfg, cfg.steps_per_epoch(len(train)), dtype)
     key = fingerprint(model, cfg, train, val)
     torch.manual_seed(cfg.seed)
     artifacts.remove_partial_files(ckpt)
@@ -221,7 +229,9 @@ def train_captioner(
     best = state["best_val_loss"] if state else float("inf")
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
-        train_loss = _train_epoch(model, train, cfg, epoch, optimizer, scheduler, scaler, dtype, progress)
+        train_loss, step_s = _train_epoch(
+            model, train, cfg, epoch, optimizer, scheduler, scaler, dtype, progress
+        )
         val_loss = evaluate_loss(model, val, cfg, device)
         seconds = round(time.perf_counter() - start, 2)
         row = {
@@ -230,6 +240,7 @@ def train_captioner(
             "val_loss": val_loss,
             "lr": scheduler.get_last_lr()[0],
             "seconds": seconds,
+            "step_seconds": step_s,
         }
         history.append(row)
         if val_loss < best:
@@ -261,12 +272,15 @@ def _optimizer(model: PrefixCaptioner, cfg: TrainConfig, steps_per_epoch: int, d
     return optimizer, scheduler, torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
 
 
-def _train_epoch(model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, progress) -> float:
-    """One pass over the shuffled pairs; returns the mean training loss."""
+def _train_epoch(
+    model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, progress
+) -> tuple[float, float]:
+    """One pass over the shuffled pairs; returns the mean training loss and the median seconds per step."""
     model.train()
     device = next(model.parameters()).device
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(pairs))
-    steps = -(-len(order) // cfg.batch_size)
+    steps = cfg.steps_per_epoch(len(order))
+    order = order[: steps * cfg.batch_size]
     bar = tqdm(
         batches(pairs, cfg.batch_size, order, device),
         total=steps,
@@ -274,7 +288,7 @@ def _train_epoch(model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, 
         disable=not progress,
         leave=False,
     )
-    losses = []
+    losses, times, tick = [], [], time.perf_counter()
     for feats, tokens, mask in bar:
         with autocast(device, dtype):
             loss = model(feats, tokens, mask)
@@ -286,8 +300,12 @@ def _train_epoch(model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, 
         scaler.update()
         scheduler.step()
         losses.append(loss.item())
+        now = time.perf_counter()
+        times.append(now - tick)  # seconds for this step, its batch assembly included
+        tick = now
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    return float(np.mean(losses))
+    # The first step of an epoch also pays one-off costs (optimizer state, kernel selection): left out.
+    return float(np.mean(losses)), float(np.median(times[1:] or times))
 
 
 def _drop_resume_state(folder: Path, state: dict) -> None:

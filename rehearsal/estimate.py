@@ -1,0 +1,133 @@
+"""An estimate of the `full` series on one T4: FLOPs of each training and inference pass, from the models.
+
+Method: count multiply-accumulates layer by layer (convolutions, depthwise convolutions, dense layers for
+the Keras backbones; the transformer's matrix products for GPT-2 and CLIP), 2 FLOPs each. A training step
+costs 3x its forward pass (forward, gradients of activations, gradients of weights), a frozen-backbone step
+only the forward pass. Time = FLOPs / (T4 peak x utilisation). The T4's peak is NVIDIA's published 65
+TFLOPS for mixed-precision tensor-core math; the utilisation is an assumption, stated with the result, not
+a measurement (no GPU was available). Work that does not scale with FLOPs (downloads, JPEG decoding,
+caption decoding, METEOR) is taken from the rehearsal's measured CPU time instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+T4_PEAK_FLOPS = (
+    65e12  # FLOP/s: NVIDIA T4 datasheet, mixed precision (FP16 with FP32 accumulate), tensor cores
+)
+UTILISATION = 0.30  # assumed share of that peak a training step reaches (typical 25-40 % for these models)
+FULL_SPLITS = {"train": 45_000, "val": 5_000, "test": 10_000}  # CIFAR-100 as 01 prepares it for `full`
+FLICKR = {"images": 8_091, "train": 6_000, "val": 1_000, "test": 1_000, "captions_per_image": 5}
+
+
+@functools.cache
+def keras_macs(backbone: str, size: int) -> int:
+    """Multiply-accumulates of one forward pass of the backbone (no top) at `size` x `size`."""
+    import keras
+
+    from helpers.classify import get_backbone
+
+    model = get_backbone(backbone).constructor(include_top=False, weights=None, input_shape=(size, size, 3))
+    macs = 0
+    for layer in model.layers:
+        out = layer.output.shape
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            macs += out[1] * out[2] * out[3] * kh * kw
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            macs += out[1] * out[2] * out[3] * kh * kw * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            macs += layer.input.shape[-1] * out[-1]
+    keras.backend.clear_session()
+    return int(macs)
+
+
+def transformer_macs(layers: int, width: int, tokens: int, ffn: int | None = None) -> int:
+    """Multiply-accumulates of `tokens` tokens through a pre-norm transformer stack (attention included)."""
+    ffn = ffn or 4 * width
+    per_token = layers * (4 * width * width + 2 * width * ffn)  # q, k, v, out projections; the MLP
+    attention = layers * 2 * tokens * tokens * width  # scores and the weighted sum, full sequence
+    return per_token * tokens + attention
+
+
+@dataclass
+class Estimate:
+    """One notebook's GPU work on a T4."""
+
+    notebook: str
+    tflop: float  # total, 1e12 FLOPs
+    seconds: float  # at T4_PEAK_FLOPS x UTILISATION
+    note: str
+
+
+def t4_seconds(flops: float) -> float:
+    return flops / (T4_PEAK_FLOPS * UTILISATION)
+
+
+def classifier_estimate(
+    notebook: str, backbone: str, size: int, batch: int, head: int, finetune: int
+) -> Estimate:
+    """Head epochs (frozen backbone: forward only), fine-tune epochs (3x forward), validation, evaluation."""
+    forward = 2 * keras_macs(backbone, size)  # FLOPs per image; the 100-way head is negligible
+    steps = math.ceil(FULL_SPLITS["train"] / batch)
+    train = steps * batch * forward * (head + 3 * finetune)
+    validate = (head + finetune) * FULL_SPLITS["val"] * forward
+    evaluate = sum(FULL_SPLITS.values()) * forward
+    flops = train + validate + evaluate
+    note = (
+        f"{forward / 1e9:.1f} GFLOPs per image forward; {steps} steps of {batch} per epoch, "
+        f"{head} head + {finetune} fine-tune epochs (an upper bound: early stopping may end sooner)"
+    )
+    return Estimate(notebook, flops / 1e12, t4_seconds(flops), note)
+
+
+def captioner_step_flops(batch: int, prefix: int, caption_tokens: float, padded: float) -> float:
+    """GPT-2 small (12 x 768, 50,257-token head) training step: prefix + padded caption positions."""
+    tokens = prefix + padded
+    body = transformer_macs(12, 768, int(round(tokens))) * batch
+    head = 768 * 50_257 * caption_tokens * batch  # the vocabulary projection only where a token is predicted
+    return 3 * 2 * (body + head)
+
+
+def encoder_forward_flops(spec: str, size: int = 224) -> tuple[float, str]:
+    """FLOPs per image of one captioning encoder, and what was counted."""
+    if spec == "clip":  # ViT-B/32: 49 patches + the class token through 12 x 768 layers, then the projection
+        macs = 49 * 3 * 32 * 32 * 768 + transformer_macs(12, 768, 50) + 768 * 512
+        return 2.0 * macs, "CLIP ViT-B/32"
+    if spec == "best":  # 05's pick is not known before 02-05 run: VGG16, the costliest, as an upper bound
+        return 2.0 * keras_macs("vgg16", size), "best classifier (VGG16 as the upper bound)"
+    name = spec.removeprefix("classifier:")
+    return 2.0 * keras_macs(name, size), name
+
+
+def captioner_estimate(cap, shape: dict[str, float] | None) -> Estimate:
+    """06: features of every encoder, the captioner and its blind twin, the encoder study, validation."""
+    assumed = shape is None
+    shape = shape or {"mean_tokens": 14.0, "padded": 24.0}  # tokens; an assumption when no captions are here
+    batch, epochs = cap.train.batch_size, cap.train.epochs
+    step = captioner_step_flops(batch, cap.prefix.prefix_length, shape["mean_tokens"], shape["padded"])
+    steps = math.ceil(FLICKR["train"] * FLICKR["captions_per_image"] / batch) * epochs
+    study = list(cap.compare_encoders)
+    trainings = (
+        2 + (len(study) + 1) * 2 / 3 if study else 2
+    )  # study: mapper only, GPT-2 frozen (2/3 of a step)
+    val_batches = math.ceil(FLICKR["val"] * FLICKR["captions_per_image"] / batch) * epochs
+    validate = val_batches * step / 3 * (2 + (len(study) + 1 if study else 0))
+    encoders = dict.fromkeys([cap.encoder_spec, *study])
+    feats = {spec: encoder_forward_flops(spec) for spec in encoders}
+    features = FLICKR["images"] * sum(f for f, _ in feats.values())
+    flops = steps * step * trainings + validate + features
+    note = (
+        f"{step / 1e12:.2f} TFLOPs per step of {batch} (GPT-2 small, prefix {cap.prefix.prefix_length} + "
+        f"{shape['padded']:.1f} padded caption tokens, {shape['mean_tokens']:.1f} predicted"
+        f"{', assumed' if assumed else ''}); {steps:,} steps each for the captioner and its blind twin"
+        + (f", {len(study) + 1} mapper-only trainings for the encoder study" if study else "")
+        + "; features: "
+        + ", ".join(f"{label} {f / 1e9:.1f} GFLOPs/image" for f, label in feats.values())
+        + "; caption decoding and METEOR not included"
+    )
+    return Estimate("06", flops / 1e12, t4_seconds(flops), note)

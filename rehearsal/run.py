@@ -1,0 +1,153 @@
+"""``make rehearse``: notebooks 01-07 with ``--preset full`` on this machine, against local stand-ins.
+
+Each notebook runs through the project's own runner (``python -m helpers run --preset full --only NN``)
+with ``allow_cpu=True`` and the caps below, in a fresh Keras cache (every file is downloaded from the
+mirror) and a fresh run folder, while its wall time, CPU time, peak memory and bytes written are
+measured. Then ``rehearsal/results.md`` (and ``results.json``) is written. About 15-25 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rehearsal import measure
+from rehearsal.mirror import serve
+from rehearsal.standins import REHEARSAL, build, environment
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+
+#: Caps passed to each notebook (knobs that default to no cap): a few steps per phase, a few hundred images.
+#: Everything else is the `full` preset's own: 224x224 inputs, real batch sizes, ImageNet/hub weights.
+_TRAIN = {"head_epochs": 1, "finetune_epochs": 1, "max_steps": 2}
+CAPS: dict[str, dict[str, Any]] = {
+    "01": {"samples_per_class": 3, "test_per_class": 1},  # 200 train, 100 val, 100 test of the 60,000
+    "02": _TRAIN,
+    "03": _TRAIN,
+    "04": _TRAIN,
+    "05": {},
+    "06": {"epochs": 1, "max_steps": 2},  # Flickr8k stand-in: 100 / 20 / 20 images, 5 captions each
+    "07": {},
+}
+
+
+def runner_command(notebook: str, run_dir: Path) -> list[str]:
+    """The project's runner for one notebook, with the rehearsal's caps."""
+    params = {"allow_cpu": True, **CAPS[notebook]}
+    cmd = [sys.executable, "-m", "helpers", "run", "--preset", "full", "--run-dir", str(run_dir)]
+    cmd += ["--only", notebook]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}={value!r}"]
+    return cmd
+
+
+def run_notebooks(work: Path, notebooks: list[str]) -> dict[str, Any]:
+    """Build the stand-ins, serve them, run each notebook measured; stops at the first failure."""
+    start = time.perf_counter()
+    standins = build(work / "standins", REHEARSAL)
+    built_s = time.perf_counter() - start
+    keras_home, run_dir, logs = work / "keras", work / "run", work / "logs"
+    for folder in (keras_home, run_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, Any] = {}
+    with serve(standins.mirror) as url:
+        env = {**os.environ, **environment(standins, url, keras_home), "TF_ENABLE_ONEDNN_OPTS": "1"}
+        for nb in notebooks:
+            before = measure.folder_size(run_dir), measure.folder_size(keras_home)
+            load = measure.load_average()
+            print(f"[rehearsal] {nb} ({' '.join(runner_command(nb, run_dir)[3:])})", flush=True)
+            done = measure.run_measured(runner_command(nb, run_dir), env, ROOT, logs / f"{nb}.log")
+            rows[nb] = {
+                "ok": done.returncode == 0,
+                "seconds": round(done.seconds, 1),
+                "cpu_seconds": round(done.cpu_seconds, 1),
+                "peak_rss": done.peak_rss,
+                "written": done.written,
+                "run_growth": measure.folder_size(run_dir) - before[0],
+                "cache_growth": measure.folder_size(keras_home) - before[1],
+                "load_average": [round(load, 1), round(measure.load_average(), 1)],
+            }
+            print(f"[rehearsal] {nb}: {rows[nb]}", flush=True)
+            if done.returncode != 0:
+                rows[nb]["error"] = done.output[-3000:]
+                break
+    return {"notebooks": rows, "standins_seconds": round(built_s, 1), "run_dir": str(run_dir)}
+
+
+def pipeline_images_per_second(batches: int = 8) -> float:
+    """The classifiers' tf.data input pipeline alone (augment, resize 32 -> 224, preprocess), images/s."""
+    import numpy as np
+
+    from helpers.classify import get_backbone
+    from helpers.classify.pipeline import make_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64 * (batches + 2), 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 100, len(images))
+    ds = iter(make_dataset(images, labels, get_backbone("resnet50"), 224, 64, training=True))
+    next(ds)  # builds the pipeline
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(ds)
+    return 64 * batches / (time.perf_counter() - start)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory and the versions that produced the run."""
+    from helpers.runtime import versions
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in ln
+        ),
+        "unknown",
+    )
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "versions": versions(),
+        "commit": git.stdout.strip() or "unknown",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rehearsal import report
+
+    parser = argparse.ArgumentParser(prog="python -m rehearsal.run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--work", default=str(ROOT / "runs" / "rehearsal"), help="stand-ins, caches, run folder"
+    )
+    parser.add_argument("--only", default=",".join(CAPS), help="notebooks to run, e.g. 01,02 (default: all)")
+    parser.add_argument("--out", default=str(HERE), help="where results.md and results.json go")
+    args = parser.parse_args(argv)
+    work, notebooks = Path(args.work), [n.strip() for n in args.only.split(",")]
+    results = {
+        "machine": machine(),
+        "caps": {n: CAPS[n] for n in notebooks},
+        **run_notebooks(work, notebooks),
+    }
+    results["pipeline_images_per_second"] = round(pipeline_images_per_second(), 1)
+    results.update(report.collect(Path(results["run_dir"]), work / "keras"))
+    out = Path(args.out)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(report.markdown(results))
+    print(f"[rehearsal] wrote {out / 'results.md'}")
+    return 0 if all(r["ok"] for r in results["notebooks"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
