@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from notebook_support import markdown_outputs
 from PIL import Image
 
 from helpers import artifacts
@@ -35,7 +36,7 @@ def test_demo_captions_match_notebook_06(smoke_run):
     headline = artifacts.read_json(run_dir / "captions" / "model" / "captioner.json")["decoding"]
     # The demo's "beam" is beam search of width 3 with 06's other settings: the same as 06's headline.
     settings = ("strategy", "num_beams", "length_penalty", "no_repeat_ngram_size")
-    assert tuple(headline[k] for k in settings) == ("beam", 3, 1.0, 0), headline
+    assert tuple(headline[k] for k in settings) == ("beam", 3, 1.0, 4), headline
     reference = artifacts.read_json(run_dir / "captions" / "test_captions.json")
     cfg = demo.DemoConfig.for_preset("smoke", str(run_dir))
     files = demo.read_files(demo.example_images(cfg))
@@ -66,3 +67,44 @@ def test_deploy_cells_in_a_dry_run_build_every_request_and_send_none(smoke_run):
     config = next(line for line in text.splitlines() if "sagemaker.CreateEndpointConfig" in line)
     assert '"InstanceType": "ml.g4dn.xlarge"' in config
     assert "'dry_run': True" in text and "answered for" in text
+
+
+def test_narratives_single_out_their_pictures_and_the_maps_are_faithful(smoke_run):
+    """07's studies on the smoke run: a 3-sentence narrative singles out its test picture at least as often
+    as the short caption (and far above chance), its sentences share no 4-gram, and deleting the top cells
+    of either map hurts more than deleting random cells."""
+    from helpers.caption.narrative import distinct_ngrams
+
+    run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06", "07")
+    saved = artifacts.read_json(run_dir / "demo" / "narratives.json")
+    metrics = artifacts.read_json(run_dir / "demo" / "metrics.json")
+    assert metrics["config"]["study_images"] == saved["specificity"]["images"] == 24
+    spec = metrics["specificity"]
+    recall = spec["recall_at_1"]
+    assert recall["narrative"] >= recall["short"] and recall["narrative"] >= 3 * spec["chance"], recall
+    assert spec["distinct_4grams"] == 1.0 and spec["mean_sentences"] > 2.5, spec
+    for story in saved["specificity"]["narratives"]:
+        assert distinct_ngrams([s.rstrip(".") for s in story]), story
+    for kind in ("caption", "classifier"):
+        deletion = metrics["deletion"][kind]
+        assert deletion["images"] == 24 and deletion["top_drop"] > deletion["random_drop"], (kind, deletion)
+    # the examples: three steps each (Tell me more twice, Look here), and both overlays drawn
+    assert len(saved["examples"]) == 4
+    for example in saved["examples"]:
+        assert len(example["steps"]) == 3 and example["sentences"][-1].startswith("At the top left, ")
+        assert example["sentences"][0].lower().startswith(example["caption"].lower()[:10])
+    assert (run_dir / "figures" / "07-overlays.png").stat().st_size > 10_000
+    text = markdown_outputs(run_dir / "notebooks" / "07-caption-demo.ipynb")
+    assert f"**{recall['narrative']:.1%}** for the 3-sentence narrative" in text
+
+
+def test_repetition_blocking_costs_no_score(smoke_run):
+    """06 decodes its headline decoding with and without the default blocking (no repeated 4-gram, no
+    word twice in a row): blocked captions are never degenerate and score as well."""
+    run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06")
+    doc = artifacts.read_json(run_dir / "captions" / "no_repeat.json")
+    blocked, unblocked = doc["blocked"], doc["unblocked"]
+    assert blocked["config"]["no_repeat_ngram_size"] == 4 and unblocked["config"]["no_repeat_ngram_size"] == 0
+    assert blocked["degenerate"] == 0, doc
+    for metric in ("Bleu_4", "CIDEr"):
+        assert blocked["scores"][metric] >= 0.98 * unblocked["scores"][metric], (metric, doc)
