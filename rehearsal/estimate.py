@@ -62,6 +62,7 @@ class Estimate:
     tflop: float  # total, 1e12 FLOPs
     seconds: float  # at T4_PEAK_FLOPS x UTILISATION
     note: str
+    pipeline_images: int = 0  # images through the CPU input pipeline (resize to 224 and preprocess)
 
 
 def t4_seconds(flops: float) -> float:
@@ -82,7 +83,8 @@ def classifier_estimate(
         f"{forward / 1e9:.1f} GFLOPs per image forward; {steps} steps of {batch} per epoch, "
         f"{head} head + {finetune} fine-tune epochs (an upper bound: early stopping may end sooner)"
     )
-    return Estimate(notebook, flops / 1e12, t4_seconds(flops), note)
+    images = (head + finetune) * (steps * batch + FULL_SPLITS["val"]) + sum(FULL_SPLITS.values())
+    return Estimate(notebook, flops / 1e12, t4_seconds(flops), note, images)
 
 
 def captioner_step_flops(batch: int, prefix: int, caption_tokens: float, padded: float) -> float:

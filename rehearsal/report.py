@@ -1,4 +1,4 @@
-"""What the rehearsal's run folder says (steps, sizes, checkpoints), the T4 estimate, and results.md."""
+"""What the rehearsal's run folder says: steps and their FLOPs, sizes, checkpoints, and the T4 estimate."""
 
 from __future__ import annotations
 
@@ -80,6 +80,24 @@ def checkpoint_files(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def full_size_projection(run_dir: Path) -> dict[str, float]:
+    """The run folder at full data size: the parts that scale with the data swapped for their full sizes.
+
+    Models, checkpoints, captioner and figures do not depend on how much data trained them. What does:
+    ``data/`` (60,000 CIFAR images of 3,072 bytes + labels), ``sources/`` (Flickr8k's 8,091 JPEGs, ~1.1 GB
+    as the public archive holds them) and the feature caches (8,091 rows of the same width and dtype).
+    """
+    data_full = 60_000 * (3_072 + 2 * 8)  # uint8 pixels, two int64 labels per image
+    feats_now = feats_full = 0
+    for path in run_dir.rglob("features.npy"):
+        rows = np.load(path, mmap_mode="r")
+        feats_now += path.stat().st_size
+        feats_full += estimate.FLICKR["images"] * rows.shape[1] * rows.dtype.itemsize
+    parts_now = measure.folder_size(run_dir / "data") + measure.folder_size(run_dir / "sources") + feats_now
+    full = measure.folder_size(run_dir) - parts_now + data_full + 1.1e9 + feats_full
+    return {"bytes": full, "data": data_full, "sources": 1.1e9, "features": feats_full}
+
+
 def collect(run_dir: Path, keras_home: Path) -> dict[str, Any]:
     """Steps, folder sizes, checkpoints, downloads and the T4 estimate, from what the run left."""
     from helpers.caption.config import CaptionConfig
@@ -93,6 +111,7 @@ def collect(run_dir: Path, keras_home: Path) -> dict[str, Any]:
     return {
         "steps": classifier_steps(run_dir) + captioner_steps(run_dir, prefix, batch, max_tokens),
         "run_folder_bytes": measure.folder_size(run_dir),
+        "full_size": full_size_projection(run_dir),
         "folders": sizes,
         "checkpoints": checkpoint_files(run_dir),
         "downloads": {k: v for k, v in downloads.items() if not k.endswith(".lock")},
@@ -119,172 +138,3 @@ def t4_estimate(cap) -> dict[str, Any]:
         "peak": estimate.T4_PEAK_FLOPS,
         "utilisation": estimate.UTILISATION,
     }
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:,.0f}"
-
-
-_STANDINS = (
-    "Every external file came from a local HTTP mirror of stand-ins: the real names, formats and sizes (a "
-    "50,000 + 10,000-image `cifar-100-python.tar.gz`, the Flickr8k archives' layouts with 140 JPEGs, the "
-    "three ImageNet weight files in Keras' HDF5 format), random contents, checked against the mirror's own "
-    "sha256 manifest; `gpt2` and CLIP ViT-B/32 (random weights of their real sizes) from a Hugging Face "
-    "cache, with `HF_HUB_OFFLINE=1`. Shapes are the preset's own: 224x224 inputs, batch 64 / 64 / 128 / 40, "
-    "GPT-2 124 M."
-)
-_LOAD = (
-    "The two cores were shared with other work while this ran (the load average is shown per notebook; "
-    "above 2 means competition): wall seconds are slower than on a quiet machine, CPU seconds are what "
-    "the notebook itself used."
-)
-
-
-def _header(r: dict[str, Any]) -> list[str]:
-    m, v = r["machine"], r["machine"]["versions"]
-    caps = "; ".join(
-        f"{nb}: " + (", ".join(f"`{k}={val}`" for k, val in c.items()) or "none")
-        for nb, c in r["caps"].items()
-    )
-    return [
-        "# Rehearsal of the `full` preset",
-        "",
-        f"`make rehearse` ran the notebooks with `--preset full -p allow_cpu=True` on {m['cpu']}, "
-        f"{m['cores']} cores, {m['memory_gib']} GiB RAM (commit {m['commit']}, {m['date']}; TensorFlow "
-        f"{v.get('tensorflow', '?')}, torch {v.get('torch', '?')}). " + _STANDINS,
-        "",
-        f"Caps (knobs that default to no cap): {caps}. Building the stand-ins took "
-        f"{r['standins_seconds']:.0f} s, not counted below.",
-        "",
-        _LOAD,
-    ]
-
-
-def _notebooks(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Per notebook",
-        "",
-        "| notebook | result | wall s | CPU s | peak RSS (GiB) | written (MB) | run folder growth (MB) | "
-        "download cache growth (MB) | load average start / end |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for nb, row in r["notebooks"].items():
-        lines.append(
-            f"| {nb} | {'ok' if row['ok'] else 'FAILED'} | {row['seconds']:.0f} | {row['cpu_seconds']:.0f} | "
-            f"{row['peak_rss'] / 2**30:.2f} | {_mb(row['written'])} | {_mb(row['run_growth'])} | "
-            f"{_mb(row['cache_growth'])} | {row['load_average'][0]} / {row['load_average'][1]} |"
-        )
-    total = sum(row["seconds"] for row in r["notebooks"].values())
-    lines += [
-        "",
-        f"All together: {total / 60:.1f} minutes wall. Peak RSS: runner + kernel, sampled every "
-        "0.2 s. Written: bytes the runner and kernel wrote (/proc write_bytes, temporary files included).",
-    ]
-    return lines
-
-
-def _steps(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Seconds per training step at full shapes (this CPU)",
-        "",
-        "| step | batch | seconds per step | GFLOP per step | GFLOP/s reached |",
-        "|---|---|---|---|---|",
-    ]
-    for s in r["steps"]:
-        lines.append(
-            f"| {s['what']} | {s['batch']} | {s['step_seconds']} | {s['gflop']:,.0f} | {s['gflops_per_s']} |"
-        )
-    lines += [
-        "",
-        "A steady step: the median without the first step of an epoch that builds the train graph (with "
-        "two steps per phase, one step). FLOPs per step as counted for the T4 estimate below; the CPU's "
-        "rate is a check on the count (2 AVX2 cores peak near 190 GFLOP/s in float32).",
-    ]
-    return lines
-
-
-def _disk(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Disk: the run folder",
-        "",
-        f"Total {_mb(r['run_folder_bytes'])} MB. Folders of 1 MB or more:",
-        "",
-        "| folder | MB |",
-        "|---|---|",
-    ]
-    lines += [f"| `{k}` | {_mb(v)} |" for k, v in r["folders"].items()]
-    ckpt = r["checkpoints"]
-    lines += [
-        "",
-        "Files left in checkpoint folders after the run: "
-        + (", ".join(f"`{c['path']}` ({_mb(c['bytes'])} MB)" for c in ckpt) if ckpt else "none."),
-    ]
-    return lines
-
-
-def _t4(r: dict[str, Any]) -> list[str]:
-    t4 = r["t4"]
-    lines = [
-        "",
-        "## Estimated time on one T4 (ml.g4dn.xlarge), not measured",
-        "",
-        estimate.__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        "",
-        f"Peak {t4['peak'] / 1e12:.0f} TFLOPS x assumed utilisation {t4['utilisation']:.0%}.",
-        "",
-        "| notebook | FLOP-bound work (TFLOP) | T4 minutes | counted |",
-        "|---|---|---|---|",
-    ]
-    for row in t4["rows"]:
-        lines.append(
-            f"| {row['notebook']} | {row['tflop']:,.0f} | {row['seconds'] / 60:.0f} | {row['note']} |"
-        )
-    gpu = sum(row["seconds"] for row in t4["rows"])
-    cpu_side = sum(r["notebooks"][nb]["seconds"] for nb in ("01", "05", "07") if nb in r["notebooks"])
-    rate = r["pipeline_images_per_second"]
-    lines += [
-        "",
-        f"01, 05 and 07 do no GPU work worth counting: they took {cpu_side / 60:.1f} minutes here at full "
-        "data size for 01 (plus the 169 MB download on the instance). Sum of the FLOP-bound estimates: "
-        f"{gpu / 3600:.1f} h, plus kernel starts, graph builds, caption decoding, METEOR and figures.",
-        "",
-        f"Input pipeline: the classifiers' tf.data pipeline alone (augment, resize 32 -> 224, preprocess) "
-        f"gave {rate:,.0f} images/s on these 2 cores. " + _pipeline_check(t4, rate),
-    ]
-    return lines
-
-
-def _pipeline_check(t4: dict[str, Any], rate: float) -> str:
-    """Whether the CPU input pipeline could feed the T4 at the estimated speed (4 vCPUs: 2x this rate)."""
-    need = []
-    for row in t4["rows"]:
-        if row["notebook"] in CLASSIFIERS:
-            name = CLASSIFIERS[row["notebook"]]
-            forward = 2 * estimate.keras_macs(name, 224)
-            need.append(f"{name} {estimate.T4_PEAK_FLOPS * estimate.UTILISATION / (3 * forward):,.0f}")
-    return (
-        "Fine-tuning at the estimated T4 speed consumes images/s: "
-        + ", ".join(need)
-        + f"; the instance's 4 vCPUs would supply about {2 * rate:,.0f}: where that is lower, the input "
-        "pipeline, not the GPU, sets the pace."
-    )
-
-
-def markdown(r: dict[str, Any]) -> str:
-    """results.md from the collected results."""
-    from helpers.data.download_table import markdown_table
-
-    lines = _header(r) + _notebooks(r) + _steps(r) + _disk(r) + _t4(r)
-    fetched = ", ".join(f"`{k}` ({_mb(v)} MB)" for k, v in r["downloads"].items())
-    lines += [
-        "",
-        "## Files the `full` preset fetches",
-        "",
-        markdown_table(("helpers", "huggingface_hub")),
-        "",
-        f"Downloaded from the mirror into a fresh Keras cache in this run: {fetched}.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -114,18 +114,22 @@ def machine() -> dict[str, Any]:
         "unknown",
     )
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "versions": versions(),
-        "commit": git.stdout.strip() or "unknown",
+        "commit": (git.stdout.strip() or "unknown")
+        + (" with uncommitted changes" if dirty.stdout.strip() else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rehearsal import report
+    from rehearsal import markdown, report
 
     parser = argparse.ArgumentParser(prog="python -m rehearsal.run", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(report.collect(Path(results["run_dir"]), work / "keras"))
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "results.md").write_text(report.markdown(results))
+    (out / "results.md").write_text(markdown.render(results))
     print(f"[rehearsal] wrote {out / 'results.md'}")
     return 0 if all(r["ok"] for r in results["notebooks"].values()) else 1
 
