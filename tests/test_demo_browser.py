@@ -109,7 +109,7 @@ def test_demo_in_a_real_browser(chromium, smoke_run, tmp_path):
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         local_only(page)  # the page asks a CDN for Font Awesome; this machine may be offline
-        page.goto(url, wait_until="domcontentloaded")
+        page.goto(url, wait_until="domcontentloaded", timeout=APP_TIMEOUT_MS)  # Voila runs the cells first
         cards = page.locator(".demo-cards")  # the app's cards, not the example cards printed above it
         try:
             page.wait_for_selector("button.widget-upload", timeout=APP_TIMEOUT_MS)
@@ -144,7 +144,7 @@ def test_demo_in_a_real_browser(chromium, smoke_run, tmp_path):
         expect(caption).to_have_count(1, timeout=CAPTION_TIMEOUT_MS)
         assert caption.inner_text().strip() == first_caption  # greedy decoding is deterministic
         expect(cards.locator(".demo-card-error")).to_have_count(0)
-        expect(page.locator(".demo-banner")).to_contain_text("smoke")  # the models are the smoke run's
+        expect(page.locator(".demo-app .demo-banner")).to_contain_text("smoke")  # the smoke run's models
         grow_the_narrative(cards)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.locator(".demo-app").screenshot(path=str(SCREENSHOT))
