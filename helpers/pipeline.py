@@ -20,7 +20,7 @@ from helpers.config import PRESETS, RunPaths, project_root
 from helpers.quiet_kernel import QuietKernelManager
 
 #: Which sub-folder of --data-dir each notebook's `data_source` parameter points at.
-DATA_SOURCES = {"01": "cifar-100-python", "06": "flickr8k"}
+DATA_SOURCES = {"01": "cifar-100-python", "06": "flickr8k", "08": "flickr8k-cn"}
 
 
 class NotebookFailed(RuntimeError):

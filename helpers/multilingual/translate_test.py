@@ -42,7 +42,8 @@ def prepare_translator(
         )
     pairs, source = translator_corpus(captions, english, train_names)
     prefix = language.translator_prefix
-    pairs = [(f"{prefix} {e}" if prefix else e, z) for e, z in pairs]
+    # Targets as the captioners' training text (no punctuation): the metrics drop punctuation anyway.
+    pairs = [(f"{prefix} {e}" if prefix else e, language.normalize(z)) for e, z in pairs]
     steps, vocab = cfg.knobs["translator_steps"], cfg.knobs["translator_vocab"]
     desc = {"pairs": pairs, "steps": steps, "vocab": vocab, "model": SMALL_MARIAN, "seed": cfg.seed}
     key = hashlib.sha256(json.dumps(desc, ensure_ascii=False).encode()).hexdigest()[:16]

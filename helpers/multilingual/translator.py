@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from helpers import artifacts
 
@@ -116,7 +115,7 @@ def train_translator(
     schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="translator", leave=False):
+    for _ in range(steps):
         batch = [pairs[i] for i in rng.integers(len(pairs), size=batch_size)]
         enc = tokenizer(
             [e for e, _ in batch], text_target=[z for _, z in batch], return_tensors="pt", padding=True
@@ -142,8 +141,12 @@ def translate(
     out: list[str] = []
     for start in range(0, len(texts), batch_size):
         chunk = [f"{prefix} {t}" if prefix else t for t in texts[start : start + batch_size]]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
-        ids = model.generate(**enc, num_beams=num_beams, max_new_tokens=64)
+        # A garbled input (an untrained captioner's) may hold more pieces than the model has positions.
+        limit = model.config.max_position_embeddings
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=limit).to(
+            device
+        )
+        ids = model.generate(**enc, num_beams=num_beams, max_new_tokens=min(64, limit - 1))
         out += [" ".join(t.split()) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out
 
