@@ -33,6 +33,9 @@ import numpy as np
 
 from helpers.data.download_table import CIFAR100_ARCHIVE, FLICKR8K_ARCHIVES, GPT2_REVISION, IMAGENET_WEIGHTS
 
+#: Bumped whenever what the stand-ins hold changes, so an older build in a work folder is replaced.
+FORMAT = 2
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -64,7 +67,7 @@ def build(work: Path, scale: Scale = REHEARSAL) -> StandIns:
     work = Path(work)
     out = StandIns(work / "mirror", work / "manifest.json", work / "hf")
     stamp = work / "standins.json"
-    wanted = {**dataclasses.asdict(scale), "hub_models": sorted(HUB_MODELS)}
+    wanted = {**dataclasses.asdict(scale), "hub_models": sorted(HUB_MODELS), "format": FORMAT}
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
         return out
     out.mirror.mkdir(parents=True, exist_ok=True)
