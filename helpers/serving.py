@@ -44,7 +44,7 @@ IMAGE_TYPES = (
     "application/octet-stream",
 )
 ACCEPTED_TYPES = (*IMAGE_TYPES, JSON_TYPE)
-JSON_KEYS = {"image", "images", "decoding", "alternatives", "top_k", "sentences"}
+JSON_KEYS = {"image", "images", "decoding", "alternatives", "top_k", "sentences", "language"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Request:
     alternatives: bool = False
     top_k: int = 5
     sentences: int = 1  # > 1: a narrative of this many sentences
+    language: str = "en"  # caption language: English or one notebook 08 trained in the run
 
 
 class RequestError(Exception):
@@ -137,8 +138,12 @@ def _options(doc: dict[str, Any], limits: Limits) -> dict[str, Any]:
     alternatives = doc.get("alternatives", False)
     if not isinstance(alternatives, bool):
         raise RequestError(400, "invalid_field", f"alternatives must be true or false, got {alternatives!r}")
+    language = doc.get("language", "en")
+    if not isinstance(language, str) or not language:
+        raise RequestError(400, "invalid_field", f'language must be a code such as "en", got {language!r}')
     return {
         "decoding": decoding,
+        "language": language,
         "alternatives": alternatives,
         "top_k": _bounded_int(doc, "top_k", 5, 0, limits.max_top_k),
         "sentences": _bounded_int(doc, "sentences", 1, 1, limits.max_sentences),
@@ -208,14 +213,15 @@ def parse_request(body: bytes | str | None, content_type: str | None, limits: Li
 def predict(request: Request, predictor: Predictor) -> dict[str, Any]:
     """Caption (and classify) the request's images -> the response document."""
     images = [fit_within(image) for image in request.images]
-    captions = predictor.caption(images, request.decoding, "short")
+    caption = _in_language(predictor, request)
+    captions = caption(images, request.decoding, "short")
     predictions: list[dict[str, Any]] = [{"caption": c} for c in captions]
     if request.alternatives:
         for decoding in DECODINGS:
             for detail in DETAILS:
                 if (decoding, detail) == (request.decoding, "short"):
                     continue
-                for pred, text in zip(predictions, predictor.caption(images, decoding, detail), strict=True):
+                for pred, text in zip(predictions, caption(images, decoding, detail), strict=True):
                     pred.setdefault("alternatives", []).append(
                         {"decoding": decoding, "detail": detail, "caption": text}
                     )
@@ -226,7 +232,28 @@ def predict(request: Request, predictor: Predictor) -> dict[str, Any]:
     ranked = predictor.top_k(images, request.top_k) if request.top_k else None
     for pred, pairs in zip(predictions, ranked or [], strict=False):
         pred["top_k"] = [{"label": str(label), "probability": round(float(p), 6)} for label, p in pairs]
-    return {"predictions": predictions, "decoding": request.decoding}
+    out = {"predictions": predictions, "decoding": request.decoding}
+    return out if request.language == "en" else {**out, "language": request.language}
+
+
+def _in_language(predictor: Predictor, request: Request):
+    """`predictor.caption`, in the request's language; a language the run has not trained is a 400."""
+    if request.language == "en":
+        return predictor.caption
+    known = getattr(predictor, "languages", lambda: ["en"])()
+    if request.language not in known:
+        raise RequestError(
+            400,
+            "unknown_language",
+            f"language {request.language!r} is not trained in this model; available: {', '.join(known)}",
+        )
+    if request.sentences > 1:
+        raise RequestError(400, "invalid_field", "narratives (sentences > 1) are English only")
+
+    def caption(images: list[np.ndarray], decoding: str, detail: str) -> list[str]:
+        return predictor.caption(images, decoding, detail, language=request.language)
+
+    return caption
 
 
 def handle(
@@ -235,9 +262,9 @@ def handle(
     """One request -> (HTTP status, JSON document); bad input gives its 4xx and an error document."""
     try:
         request = parse_request(body, content_type, limits)
+        return 200, predict(request, predictor)  # a language the model lacks is found here
     except RequestError as err:
         return err.status, err.payload()
-    return 200, predict(request, predictor)
 
 
 # ---- the real models: a thin adapter over helpers.caption and helpers.classify ----
@@ -245,6 +272,7 @@ def handle(
 #: The model archive's layout (written by helpers.aws.package): the trained captioner, the best classifier
 #: (its config.json holds the label names) and serving.json saying what was packaged.
 CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON = "captioner", "classifier", "serving.json"
+LANGUAGES_DIR = "languages"  # languages notebook 08 trained: <code>/metrics.json and <code>/model/<route>/
 
 
 @dataclass
@@ -265,6 +293,10 @@ class ModelPredictor:
         if not (root / SERVING_JSON).is_file():
             raise FileNotFoundError(f"{root / SERVING_JSON} not found: not a model archive from helpers.aws")
         captioner = Captioner.load(root / CAPTIONER_DIR)
+        if (root / LANGUAGES_DIR).is_dir():  # an archive from a run with notebook 08
+            from helpers.multilingual.serving import MultilingualCaptioner
+
+            captioner = MultilingualCaptioner.load(captioner, root / LANGUAGES_DIR)
         if not (root / CLASSIFIER_DIR).is_dir():
             return cls(captioner)
         from helpers.classify import load_classifier
@@ -272,8 +304,16 @@ class ModelPredictor:
         model, config = load_classifier(root / CLASSIFIER_DIR)
         return cls(captioner, model, config, tuple(config["label_names"]))
 
-    def caption(self, images: list[np.ndarray], decoding: str, detail: str) -> list[str]:
-        return self.captioner.caption_images(images, decoding=decoding, detail=detail)
+    def caption(
+        self, images: list[np.ndarray], decoding: str, detail: str, language: str = "en"
+    ) -> list[str]:
+        if language == "en":
+            return self.captioner.caption_images(images, decoding=decoding, detail=detail)
+        return self.captioner.caption_images(images, decoding=decoding, detail=detail, language=language)
+
+    def languages(self) -> list[str]:
+        """Caption languages this model speaks: English, plus those notebook 08 trained."""
+        return ["en", *getattr(self.captioner, "languages", {})]
 
     def narrate(self, images: list[np.ndarray], captions: list[str], sentences: int) -> list[list[str]]:
         """Per image, its caption and up to `sentences - 1` more that each say something new."""
@@ -324,7 +364,10 @@ def input_fn(body: bytes | str, content_type: str) -> Request:
 
 
 def predict_fn(request: Request, predictor: Predictor) -> dict[str, Any]:
-    return predict(request, predictor)
+    try:
+        return predict(request, predictor)
+    except RequestError as err:  # e.g. a language the model was not trained in
+        _raise_for_toolkit(err)
 
 
 def output_fn(payload: dict[str, Any], accept: str | None) -> tuple[str, str]:

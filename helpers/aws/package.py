@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 import helpers
 from helpers.config import RunPaths, project_root
 from helpers.runtime import versions
-from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, SERVING_JSON
+from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, LANGUAGES_DIR, SERVING_JSON
 
 #: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image.
 SERVING_PACKAGES = (
@@ -102,6 +102,7 @@ def package_model(
         folder = run.classifier(classifier)
         members += _files(folder, CLASSIFIER_DIR)
         meta["classifier"] = folder.name
+    members += _language_files(run.root / "multilingual")
     members += _files(Path(helpers.__file__).parent, "code/helpers")
     generated = {
         SERVING_JSON: json.dumps(meta, indent=2).encode(),
@@ -109,6 +110,17 @@ def package_model(
         "code/requirements.txt": serving_requirements(root / "requirements.txt").encode(),
     }
     return _write_tar(Path(out), members, generated)
+
+
+def _language_files(multilingual: Path) -> list[tuple[str, Path]]:
+    """Each language notebook 08 trained: its metrics.json and its served captioner, under languages/."""
+    from helpers.multilingual.serving import trained_languages
+
+    out = []
+    for code, entry in trained_languages(multilingual).items():
+        out.append((f"{LANGUAGES_DIR}/{code}/metrics.json", multilingual / code / "metrics.json"))
+        out += _files(entry["folder"], f"{LANGUAGES_DIR}/{code}/model/{entry['route']}")
+    return out
 
 
 def _write_tar(out: Path, members: list[tuple[str, Path]], generated: dict[str, bytes]) -> Path:

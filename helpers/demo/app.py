@@ -66,7 +66,9 @@ class CaptionApp:
         self.upload.observe(self._on_upload, names="value")
         self.decoding.observe(self._on_settings, names="value")
         self.detail.observe(self._on_settings, names="value")
-        controls = widgets.HBox([self.upload, self.decoding, self.detail], layout={"flex_flow": "row wrap"})
+        self.language = self._language_selector()  # None: English only (no notebook 08 in this run)
+        chosen = [self.upload, self.decoding, self.detail, *([self.language] if self.language else [])]
+        controls = widgets.HBox(chosen, layout={"flex_flow": "row wrap"})
         self.widget = widgets.VBox([self._header(), controls, self.status, self.cards, self.log])
         self.widget.add_class("demo-app")
 
@@ -82,6 +84,23 @@ class CaptionApp:
         )
         text += banner_html(self.models.trained_on)
         return widgets.HTML(value=text)
+
+    def _language_selector(self) -> widgets.Dropdown | None:
+        """English plus every language notebook 08 trained in the run; None when there is no other."""
+        choices = getattr(self.models.captioner, "choices", None)
+        if choices is None or len(choices()) < 2:
+            return None
+        selector = widgets.Dropdown(options=choices(), value="en", description="Language")
+        selector.style.description_width = "initial"
+        selector.observe(self._on_language, names="value")
+        return selector
+
+    def _on_language(self, change: dict) -> None:
+        """Language changed: caption the last upload again in it."""
+        with self.log:
+            self.models.captioner.select(change["new"])
+            if self.files:
+                self.run()
 
     def _on_upload(self, change: dict) -> None:
         """New files chosen: caption them, then clear the widget so the same file can be chosen again."""

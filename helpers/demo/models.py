@@ -108,6 +108,10 @@ def load_models(run_dir: str | Path, classifier: str | None = None, preset: str 
         raise FileNotFoundError(f"no trained captioner at {caption_dir}; run 06-flickr-gpt2-finetune first")
     model_dir = classifier_dir(paths, classifier)
     captioner = Captioner.load(caption_dir)
+    if (paths.root / "multilingual").is_dir():  # notebook 08 ran: its languages join English
+        from helpers.multilingual.serving import MultilingualCaptioner
+
+        captioner = MultilingualCaptioner.load(captioner, paths.root / "multilingual")
     model, config = load_classifier(model_dir)
     trained_on = artifacts.read_json(caption_dir / "captioner.json").get("preset", "")
     return DemoModels(
