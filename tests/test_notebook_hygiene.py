@@ -42,7 +42,7 @@ def test_header(nb):
     head = notebook.cells[0]
     assert head.cell_type == "markdown" and head.source.startswith("# "), "first cell must be a title"
     number = int(path.name[:2])
-    assert f"Part {number} of 7" in head.source
+    assert f"Part {number} of {len(NOTEBOOKS)}" in head.source
     for word in ("Reads", "Writes", "Runtime"):
         assert word in head.source, f"{path.name} header does not say {word}"
 
