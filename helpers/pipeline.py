@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--preset", choices=PRESETS, default="smoke")
     run.add_argument("--run-dir", help="run folder (default runs/<preset>)")
     run.add_argument("--only", help="comma-separated notebook numbers, e.g. 01,03")
-    run.add_argument("--data-dir", help="folder with cifar-100-python/ and flickr8k/ (sample preset)")
+    run.add_argument("--data-dir", help="sample preset: a folder of cifar-100-python/, flickr8k/, ...")
     run.add_argument("-p", "--param", action="append", default=[], help="extra parameter key=value")
     run.add_argument("--timeout", type=int, help="per-cell timeout in seconds")
     sub.add_parser("doctor", help="show versions, Java and the Jupyter kernel")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         return doctor()
     if args.preset == "sample" and not args.data_dir:
-        parser.error("--preset sample needs --data-dir (a folder with cifar-100-python/ and flickr8k/)")
+        parser.error("--preset sample needs --data-dir (cifar-100-python/, flickr8k/, flickr8k-cn/)")
     extra = dict(parse_param(p) for p in args.param)
     try:
         run_series(args.preset, args.run_dir, args.only, args.data_dir, extra, args.timeout)
