@@ -66,14 +66,15 @@ def stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
         proc.wait()
 
 
-def parameterized_copy(run_dir: Path, folder: Path) -> Path:
-    """Notebook 07 with `run_dir` set (and one example, not four) in a cell after its parameters cell, as
-    papermill injects parameters."""
+def parameterized_copy(run_dir: Path, folder: Path, **extra: object) -> Path:
+    """Notebook 07 with `run_dir` set (and one example, not four, and any `extra` parameters) in a cell
+    after its parameters cell, as papermill injects parameters."""
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     [index] = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    injected = nbformat.v4.new_code_cell(f"run_dir = {str(run_dir)!r}\nnum_examples = 1")
+    values = {"run_dir": str(run_dir), "num_examples": 1, **extra}
+    injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in values.items()))
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(index + 1, injected)
     path = folder / NOTEBOOK.name
