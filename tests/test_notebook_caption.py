@@ -46,7 +46,10 @@ def test_smoke_captioner_beats_the_image_blind_baseline(smoke_run):
     for scores in metrics["sweep"].values():
         check_scores(scores)
     assert metrics["config"]["preset"] == "smoke" and metrics["versions"]["torch"] and metrics["device"]
-    assert metrics["config"]["encoder"]["weights"] is None  # random init: no download in smoke
+    # the full preset's CLIP code path, with a small random-init CLIP: no download in smoke
+    assert (
+        metrics["config"]["encoder"]["backbone"] == "clip" and metrics["config"]["encoder"]["weights"] is None
+    )
     assert "BLEU-4" in markdown_outputs(run_dir / "notebooks" / "06-flickr-gpt2-finetune.ipynb")
 
     per_image = artifacts.read_json(captions / "test_captions.json")
@@ -81,6 +84,37 @@ def test_smoke_captioner_folder_reproduces_the_notebooks_captions(smoke_run):
     )
     # ... and the same captions as the notebook's evaluation (same weights, same default decoding)
     assert captioner.caption_images(images) == [per_image[n]["model"] for n in names]
+
+
+def test_smoke_encoder_study_compares_two_encoders_and_the_features_are_reused(smoke_run):
+    from helpers.caption.config import CaptionConfig
+    from helpers.caption.features import cached_features
+    from helpers.data import load_flickr8k
+
+    run_dir = smoke_run.ensure("01", "06")
+    study = artifacts.read_json(run_dir / "captions" / "encoders.json")
+    assert list(study["encoders"]) == ["clip", "resnet50"] and study["trained"].startswith("mapper only")
+    blind = study["blind"]["scores"]
+    for row in study["encoders"].values():
+        check_scores(row["scores"])
+        assert row["above_blind"]["Bleu_4"] == pytest.approx(row["scores"]["Bleu_4"] - blind["Bleu_4"])
+        assert row["training"]["epochs"] == study["config"]["study_epochs"]
+    assert study["config"]["prefix"]["freeze_gpt2"] and study["config"]["compare_encoders"] == [
+        "clip",
+        "resnet50",
+    ]
+    assert (run_dir / "captions" / "encoders" / "resnet50" / "features" / "features.npy").is_file()
+    assert (run_dir / "figures" / "06-encoders.png").stat().st_size > 5_000
+    text = markdown_outputs(run_dir / "notebooks" / "06-flickr-gpt2-finetune.ipynb")
+    assert "With GPT-2 frozen and only the mapper trained" in text
+    # a second run finds the chosen encoder's features in the cache (same config, same pictures)
+    cfg = CaptionConfig.for_preset("smoke", str(run_dir))
+    flickr = load_flickr8k(run_dir / "sources" / "flickr8k")
+    names = sorted(n for split in flickr.splits.values() for n in split)
+    cache = cached_features(
+        run_dir / "captions" / "features", cfg.encoder, names, flickr.image_path, progress=False
+    )
+    assert cache.reused and cache.config["encoder"]["backbone"] == "clip"
 
 
 def test_sample_preset_runs_on_the_real_flickr8k_sample(sample_run):
