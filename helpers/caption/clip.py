@@ -13,6 +13,7 @@ hub and no TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,6 @@ class ClipEncoder(ImageEncoder):
 
     def save(self, folder: str | Path) -> Path:
         """``clip/`` (weights, config, processor) and ``encoder.json`` (the EncoderConfig)."""
-        import dataclasses
-
         folder = Path(folder)
         self.model.save_pretrained(folder / "clip")
         self.processor.save_pretrained(folder / "clip")

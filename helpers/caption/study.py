@@ -22,6 +22,7 @@ from helpers import artifacts
 from helpers.caption.config import CaptionConfig
 from helpers.caption.decode import DecodeConfig, decode_captions
 from helpers.caption.features import EncoderConfig, FeatureCache, cached_features
+from helpers.caption.model import PrefixCaptioner
 from helpers.caption.variants import new_variant, split_features, train_variant, training_summary
 from helpers.runtime import device_summary, versions
 
@@ -64,8 +65,14 @@ def encoder_features(cfg: CaptionConfig, spec: str, flickr, main: FeatureCache) 
 
 
 def compare_encoders(
-    cfg: CaptionConfig, flickr, tokenizer, scorer, main: FeatureCache, blind_twin, device="cpu"
-):
+    cfg: CaptionConfig,
+    flickr,
+    tokenizer,
+    scorer,
+    main: FeatureCache,
+    blind_twin: tuple[PrefixCaptioner, pd.DataFrame],
+    device: str = "cpu",
+) -> dict[str, Any] | None:
     """Train and score a mapper per encoder of `cfg.compare_encoders` in front of `blind_twin` = (model,
     history)'s frozen GPT-2, against the blind twin itself; write encoders.json (None: no encoders)."""
     specs = resolve_specs(cfg.compare_encoders, cfg.paths)
