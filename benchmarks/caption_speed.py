@@ -94,13 +94,21 @@ def set_threads(n: int) -> None:
 def fixed_length(strategy: str, cfg: SpeedConfig):
     """A DecodeConfig whose generate kwargs also forbid end-of-text before `new_tokens` tokens."""
     from helpers.caption.decode import DecodeConfig
+    from helpers.caption.model import EOS_ID
 
     @dataclass(frozen=True)
     class FixedLength(DecodeConfig):
-        def generate_kwargs(self) -> dict:
-            return {**super().generate_kwargs(), "min_new_tokens": self.max_new_tokens}
+        def generate_kwargs(self, end_id: int = EOS_ID) -> dict:
+            return {**super().generate_kwargs(end_id), "min_new_tokens": self.max_new_tokens}
 
-    return FixedLength(strategy=strategy, num_beams=cfg.num_beams, max_new_tokens=cfg.new_tokens)
+    # Repetition blocking off: the plain no-cache loop it is checked against implements argmax only.
+    return FixedLength(
+        strategy=strategy,
+        num_beams=cfg.num_beams,
+        max_new_tokens=cfg.new_tokens,
+        no_repeat_ngram_size=0,
+        block_stutter=False,
+    )
 
 
 def build_ours(cfg: SpeedConfig) -> Any:
