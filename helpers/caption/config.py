@@ -111,10 +111,12 @@ class CaptionConfig:
         decoding: str | None = None,
         seed: int = 0,
         mapper: str = "mlp",
+        max_steps: int | None = None,
         compare_encoders: list[str] | tuple[str, ...] | None = None,
+        study_epochs: int | None = None,
         check_first_epoch: bool | None = None,
     ) -> CaptionConfig:
-        """Knobs left as None take the preset's default."""
+        """Knobs left as None take the preset's default (`max_steps` None: no cap)."""
         paths = RunPaths.for_run(preset, run_dir)
         require_data_source(preset, data_source, "a Flickr8k-style folder (e.g. <data-dir>/flickr8k)")
         knobs = preset_knobs(
@@ -131,6 +133,7 @@ class CaptionConfig:
             decoding=decoding,
             compare_encoders=None if compare_encoders is None else tuple(compare_encoders),
             check_first_epoch=check_first_epoch,
+            study_epochs=study_epochs,
         )
         enc = EncoderConfig.from_spec(
             knobs["encoder"], paths.models, knobs["pretrained"], knobs["input_size"], seed
@@ -150,6 +153,7 @@ class CaptionConfig:
             warmup_fraction=knobs["warmup"],
             max_tokens=knobs["max_tokens"],
             seed=seed,
+            max_steps=max_steps,
         )
         dec = DecodeConfig.parse(knobs["decoding"], max_new_tokens=knobs["max_new_tokens"])
         return cls(
