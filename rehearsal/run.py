@@ -34,7 +34,7 @@ CAPS: dict[str, dict[str, Any]] = {
     "03": _TRAIN,
     "04": _TRAIN,
     "05": {},
-    "06": {"epochs": 1, "max_steps": 2},  # Flickr8k stand-in: 100 / 20 / 20 images, 5 captions each
+    "06": {"epochs": 1, "study_epochs": 1, "max_steps": 2},  # Flickr8k stand-in: 100 / 20 / 20 images
     "07": {},
 }
 
