@@ -107,27 +107,35 @@ def encoder_forward_flops(spec: str, size: int = 224) -> tuple[float, str]:
 
 
 def captioner_estimate(cap, shape: dict[str, float] | None) -> Estimate:
-    """06: features of every encoder, the captioner and its blind twin, the encoder study, validation."""
+    """06: features of every encoder, the captioner and its blind twin, the encoder study, validation.
+
+    The study trains one mapper per encoder in front of the blind twin's frozen GPT-2 for `study_epochs`:
+    forward and activation gradients through GPT-2, no weight gradients (2/3 of a full step).
+    """
     assumed = shape is None
     shape = shape or {"mean_tokens": 14.0, "padded": 24.0}  # tokens; an assumption when no captions are here
-    batch, epochs = cap.train.batch_size, cap.train.epochs
+    batch, pairs = cap.train.batch_size, FLICKR["captions_per_image"]
     step = captioner_step_flops(batch, cap.prefix.prefix_length, shape["mean_tokens"], shape["padded"])
-    steps = math.ceil(FLICKR["train"] * FLICKR["captions_per_image"] / batch) * epochs
+    per_epoch = math.ceil(FLICKR["train"] * pairs / batch)
+    val_step = math.ceil(FLICKR["val"] * pairs / batch) * step / 3  # forward only
     study = list(cap.compare_encoders)
-    trainings = (
-        2 + (len(study) + 1) * 2 / 3 if study else 2
-    )  # study: mapper only, GPT-2 frozen (2/3 of a step)
-    val_batches = math.ceil(FLICKR["val"] * FLICKR["captions_per_image"] / batch) * epochs
-    validate = val_batches * step / 3 * (2 + (len(study) + 1 if study else 0))
-    encoders = dict.fromkeys([cap.encoder_spec, *study])
-    feats = {spec: encoder_forward_flops(spec) for spec in encoders}
+    epochs = 2 * cap.train.epochs  # the captioner and its blind twin
+    study_epochs = len(study) * getattr(cap, "study_epochs", cap.train.epochs)
+    train = per_epoch * step * (epochs + study_epochs * 2 / 3)
+    validate = val_step * (epochs + study_epochs)
+    feats = {spec: encoder_forward_flops(spec) for spec in dict.fromkeys([cap.encoder_spec, *study])}
     features = FLICKR["images"] * sum(f for f, _ in feats.values())
-    flops = steps * step * trainings + validate + features
+    flops = train + validate + features
     note = (
         f"{step / 1e12:.2f} TFLOPs per step of {batch} (GPT-2 small, prefix {cap.prefix.prefix_length} + "
         f"{shape['padded']:.1f} padded caption tokens, {shape['mean_tokens']:.1f} predicted"
-        f"{', assumed' if assumed else ''}); {steps:,} steps each for the captioner and its blind twin"
-        + (f", {len(study) + 1} mapper-only trainings for the encoder study" if study else "")
+        f"{', assumed' if assumed else ''}); {per_epoch} steps per epoch, {cap.train.epochs} epochs each for "
+        "the captioner and its blind twin"
+        + (
+            f", {study_epochs} mapper-only epochs in the encoder study ({len(study)} encoders)"
+            if study
+            else ""
+        )
         + "; features: "
         + ", ".join(f"{label} {f / 1e9:.1f} GFLOPs/image" for f, label in feats.values())
         + "; caption decoding and METEOR not included"

@@ -40,8 +40,12 @@ def _header(r: dict[str, Any]) -> list[str]:
         f"{m['cores']} cores, {m['memory_gib']} GiB RAM (commit {m['commit']}, {m['date']}; TensorFlow "
         f"{v.get('tensorflow', '?')}, torch {v.get('torch', '?')}). " + _STANDINS,
         "",
-        f"Caps (knobs that default to no cap): {caps}. Building the stand-ins took "
-        f"{r['standins_seconds']:.0f} s, not counted below.",
+        f"Caps (knobs that default to no cap): {caps}. "
+        + (
+            f"Building the stand-ins took {r['standins_seconds']:.0f} s, not counted below."
+            if r["standins_seconds"] >= 1
+            else "The stand-ins were reused from an earlier build."
+        ),
         "",
         _LOAD,
     ]
@@ -176,7 +180,7 @@ def render(r: dict[str, Any]) -> str:
     from helpers.data.download_table import markdown_table
 
     lines = _header(r) + _notebooks(r) + _steps(r) + _disk(r) + _t4(r)
-    fetched = ", ".join(f"`{k}` ({_mb(v)} MB)" for k, v in r["downloads"].items())
+    fetched = ", ".join(f"`{k}` ({_mb(v)} MB)" for k, v in r["downloads"].items() if k != "keras.json")
     lines += [
         "",
         "## Files the `full` preset fetches",

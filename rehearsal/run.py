@@ -80,7 +80,8 @@ def run_notebooks(work: Path, notebooks: list[str]) -> dict[str, Any]:
             if done.returncode != 0:
                 rows[nb]["error"] = done.output[-3000:]
                 break
-    return {"notebooks": rows, "standins_seconds": round(built_s, 1), "run_dir": str(run_dir)}
+    shown = run_dir.resolve().relative_to(ROOT) if run_dir.resolve().is_relative_to(ROOT) else run_dir
+    return {"notebooks": rows, "standins_seconds": round(built_s, 1), "run_dir": str(shown)}
 
 
 def pipeline_images_per_second(batches: int = 8) -> float:
@@ -137,16 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default=",".join(CAPS), help="notebooks to run, e.g. 01,02 (default: all)")
     parser.add_argument("--out", default=str(HERE), help="where results.md and results.json go")
+    parser.add_argument("--report-only", action="store_true", help="re-read the last run; run nothing")
     args = parser.parse_args(argv)
-    work, notebooks = Path(args.work), [n.strip() for n in args.only.split(",")]
-    results = {
-        "machine": machine(),
-        "caps": {n: CAPS[n] for n in notebooks},
-        **run_notebooks(work, notebooks),
-    }
-    results["pipeline_images_per_second"] = round(pipeline_images_per_second(), 1)
-    results.update(report.collect(Path(results["run_dir"]), work / "keras"))
-    out = Path(args.out)
+    work, notebooks, out = Path(args.work), [n.strip() for n in args.only.split(",")], Path(args.out)
+    if args.report_only:  # what the run measured stays; what is read from its folder is read again
+        results = json.loads((out / "results.json").read_text())
+    else:
+        caps = {n: CAPS[n] for n in notebooks}
+        results = {"machine": machine(), "caps": caps, **run_notebooks(work, notebooks)}
+        results["pipeline_images_per_second"] = round(pipeline_images_per_second(), 1)
+    results.update(report.collect(ROOT / results["run_dir"], work / "keras"))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown.render(results))
     print(f"[rehearsal] wrote {out / 'results.md'}")
