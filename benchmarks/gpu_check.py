@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 # Importing helpers sets TensorFlow's GPU memory growth (and oneDNN); TensorFlow loads later, in the parts.
-from helpers.runtime import gpu_report
+from helpers.runtime import gpu_report, missing_gpu
 
 #: Sizes of a real run: ResNet50's classifier batch of the full preset; the captioner's full-preset batch
 #: of 40 with a 10-embedding prefix and up to 40 caption tokens. `--tiny` shrinks everything for a CPU.
@@ -55,13 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def check_gpus(allow_cpu: bool) -> dict[str, Any]:
     """What each framework sees; exits with status 2 unless both see a GPU (or `allow_cpu`)."""
     found = gpu_report()
-    if found["tensorflow_gpus"] and found["torch_gpus"]:
+    what = missing_gpu(found)
+    if what is None:
         return found
-    what = (
-        f"TensorFlow {found['tensorflow']} sees {found['tensorflow_gpus']} GPU(s), torch {found['torch']} "
-        f"(CUDA build {found['torch_cuda_build']}) sees {found['torch_gpus']}, "
-        f"nvidia-smi: {found['nvidia_smi']}"
-    )
     if not allow_cpu:
         print(
             f"gpu-check needs a GPU that both frameworks can use, and found: {what}. "

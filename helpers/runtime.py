@@ -69,6 +69,17 @@ def gpu_report() -> dict[str, Any]:
     }
 
 
+def missing_gpu(found: dict[str, Any]) -> str | None:
+    """None when both frameworks see a GPU in `gpu_report()`'s finding, else what each one saw, in words."""
+    if found["torch_gpus"] and found["tensorflow_gpus"]:
+        return None
+    return (
+        f"torch {found['torch']} (CUDA build {found['torch_cuda_build']}) sees {found['torch_gpus']} GPU(s), "
+        f"TensorFlow {found['tensorflow']} sees {found['tensorflow_gpus']}, "
+        f"nvidia-smi: {found['nvidia_smi']}"
+    )
+
+
 def require_gpu(preset: str, allow_cpu: bool = False) -> dict[str, Any] | None:
     """Stop a `full` run at once when TensorFlow or torch sees no GPU: on 2-4 CPU cores it takes days.
 
@@ -77,13 +88,9 @@ def require_gpu(preset: str, allow_cpu: bool = False) -> dict[str, Any] | None:
     if preset != "full":
         return None
     found = gpu_report()
-    if found["torch_gpus"] and found["tensorflow_gpus"]:
+    what = missing_gpu(found)
+    if what is None:
         return found
-    what = (
-        f"torch {found['torch']} (CUDA build {found['torch_cuda_build']}) sees {found['torch_gpus']} GPU(s), "
-        f"TensorFlow {found['tensorflow']} sees {found['tensorflow_gpus']}, "
-        f"nvidia-smi: {found['nvidia_smi']}"
-    )
     if allow_cpu:
         print(f"warning: preset 'full' without a GPU for both frameworks ({what}); allow_cpu=True, going on")
         return found

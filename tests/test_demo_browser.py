@@ -28,10 +28,11 @@ from browser_support import (
     upload,
     wait_for_port,
 )
+from conftest import ARTIFACTS
 
 from helpers.demo.models import bundled_photos
 
-SCREENSHOT = Path(os.environ.get("CAPTION_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "demo-screenshot.png"
+SCREENSHOT = ARTIFACTS / "demo-screenshot.png"
 APP_TIMEOUT_MS = (
     240_000  # the page shows the app after every cell ran: TensorFlow, torch and both models load
 )
