@@ -30,10 +30,13 @@ lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --KernelManager.transport_encryption=auto \
 		'--ServerApp.tornado_settings={"websocket_max_message_size": 134217728}' $(LAB_ARGS)
 
+# Two pytest-xdist workers: the tests that share the smoke series (and those that share the sample run) stay
+# on one worker each (tests/conftest.py groups them), everything else fills the other core meanwhile.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: setup
 	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2
 	$(PY) -m helpers doctor
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (not tests): writes benchmarks/results.md and results.json. Offline, so a stray hub call fails fast.
 bench: setup

@@ -360,13 +360,13 @@ def test_the_endpoint_code_imports_with_only_the_endpoints_packages(tmp_path):
 
 
 @pytest.mark.notebook
-def test_real_smoke_models_behind_the_handler(request, tmp_path):
+def test_real_smoke_models_behind_the_handler(smoke_run, tmp_path):
     """The packaged smoke-run captioner and classifier, loaded by model_fn, answer a real photo."""
     import tarfile
 
     from helpers.aws import package_model
 
-    run_dir = request.getfixturevalue("smoke_run").ensure("01", "02", "05", "06")
+    run_dir = smoke_run.ensure("01", "02", "05", "06")
     with tarfile.open(package_model(run_dir, tmp_path / "model.tar.gz")) as tar:
         tar.extractall(tmp_path / "model", filter="data")
     predictor = serving.model_fn(str(tmp_path / "model"))

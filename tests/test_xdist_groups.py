@@ -1,0 +1,60 @@
+"""`make test` runs two xdist workers: the tests sharing a series must still land on one worker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+SUITE = """
+import pytest
+
+@pytest.fixture(scope="session")
+def smoke_run():
+    return "run"
+
+@pytest.fixture
+def through_another(smoke_run):
+    return smoke_run
+
+@pytest.mark.parametrize("i", range(4))
+def test_direct(smoke_run, i):
+    pass
+
+@pytest.mark.parametrize("i", range(3))
+def test_indirect(through_another, i):
+    pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_alone(i):
+    pass
+"""
+
+CONFTEST = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+import pytest
+from xdist_groups import group_shared_runs
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    group_shared_runs(items)
+"""
+
+
+def test_tests_sharing_a_run_go_to_one_worker(tmp_path: Path):
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_mini.py").write_text(SUITE)
+    cmd = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    workers = defaultdict(set)
+    for worker, test in re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_mini.py::(test_\w+)", done.stdout):
+        workers[test].add(worker)
+    assert sum(1 for line in done.stdout.splitlines() if " PASSED " in line) == 13, done.stdout
+    shared = workers["test_direct"] | workers["test_indirect"]
+    assert len(shared) == 1, f"the tests using smoke_run ran on {sorted(shared)}:\n{done.stdout[-3000:]}"
