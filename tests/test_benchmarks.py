@@ -1,6 +1,7 @@
 """The benchmarks' entry point in quick mode: every result file field is there and sane (never timings).
 
-The pipeline benchmark reads the session's smoke run (`--from-run`) instead of running notebook 01 again.
+The pipeline benchmark reads a run folder (`--from-run`) of notebook 01 made here (4 s): with it these tests
+need not wait for the session's smoke series, and run on the other xdist worker meanwhile.
 
 Nothing here may fail for being slow (the issue: benchmarks, not timed tests): the time limits only stop a
 hung process, and are far above what a quick run takes on a loaded 2-core machine (35-75 s measured).
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SeriesRun
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A quick run of all three benchmarks: TensorFlow and PyTorch start-ups, several worker processes and a
@@ -51,11 +53,10 @@ def outputs(proc: subprocess.CompletedProcess | subprocess.TimeoutExpired) -> st
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory, smoke_run) -> tuple[dict, str]:
-    """One quick run of all three benchmarks; the pipeline one reads the session's smoke run (notebook 01
-    is not run a second time)."""
+def quick_results(tmp_path_factory) -> tuple[dict, str]:
+    """One quick run of all three benchmarks; the pipeline one reads a run folder of notebook 01."""
     out = tmp_path_factory.mktemp("bench")
-    run_dir = smoke_run.ensure("01")
+    run_dir = SeriesRun("smoke", tmp_path_factory.mktemp("bench-run")).ensure("01")
     proc = bench("--quick", "--out", str(out), "--from-run", str(run_dir), timeout=QUICK_TIMEOUT_S)
     assert proc.returncode == 0, outputs(proc)
     return json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
@@ -118,7 +119,7 @@ def test_caption_speed_fields(quick_results):
     assert "VisionEncoderDecoder" in md and "captions/s" in md
 
 
-def test_pipeline_time_reads_the_smoke_run(quick_results):
+def test_pipeline_time_reads_a_run_folder(quick_results):
     results, md = quick_results
     pipe = results["pipeline_time"]
     assert pipe["notebooks"]["01-preprocess"] > 0 and pipe["seconds_from"]["01-preprocess"] == "timings.json"

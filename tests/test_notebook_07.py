@@ -7,6 +7,7 @@ from notebook_support import markdown_outputs
 from PIL import Image
 
 from helpers import artifacts
+from helpers.demo import studies
 
 pytestmark = pytest.mark.notebook
 
@@ -78,7 +79,8 @@ def test_narratives_single_out_their_pictures_and_the_maps_are_faithful(smoke_ru
     run_dir = smoke_run.ensure("01", "02", "03", "04", "05", "06", "07")
     saved = artifacts.read_json(run_dir / "demo" / "narratives.json")
     metrics = artifacts.read_json(run_dir / "demo" / "metrics.json")
-    assert metrics["config"]["study_images"] == saved["specificity"]["images"] == 24
+    n = studies.STUDY_IMAGES["smoke"]
+    assert metrics["config"]["study_images"] == saved["specificity"]["images"] == n
     spec = metrics["specificity"]
     recall = spec["recall_at_1"]
     assert recall["narrative"] >= recall["short"] and recall["narrative"] >= 3 * spec["chance"], recall
@@ -87,7 +89,7 @@ def test_narratives_single_out_their_pictures_and_the_maps_are_faithful(smoke_ru
         assert distinct_ngrams([s.rstrip(".") for s in story]), story
     for kind in ("caption", "classifier"):
         deletion = metrics["deletion"][kind]
-        assert deletion["images"] == 24 and deletion["top_drop"] > deletion["random_drop"], (kind, deletion)
+        assert deletion["images"] == n and deletion["top_drop"] > deletion["random_drop"], (kind, deletion)
     # the examples: three steps each (Tell me more twice, Look here), and both overlays drawn
     assert len(saved["examples"]) == 4
     for example in saved["examples"]:

@@ -101,3 +101,12 @@ def test_overlay_blends_a_colour_map_over_the_image():
     assert out[0, 0, 0] > out[-1, -1, 0]  # hot (red end of the map) at the top left
     flat = saliency.overlay(image, np.zeros((4, 4)), alpha=0.0)
     assert (flat == image).all()
+
+
+def test_study_picture_count_per_preset():
+    from helpers.demo.studies import STUDY_IMAGES, study_count
+
+    assert study_count("smoke", None) == STUDY_IMAGES["smoke"] < study_count("full", None)
+    assert study_count("full", 0) == 0 and study_count("smoke", 30) == 30
+    with pytest.raises(ValueError, match="study_images"):
+        study_count("smoke", -1)
