@@ -141,8 +141,11 @@ def claim(run_dir: Path) -> None:
         return
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     owner = ARTIFACTS / f".{run_dir.name}.{session}.owner"
+    for stale in ARTIFACTS.glob(f".{run_dir.name}.*.owner"):  # earlier sessions'
+        if stale != owner:
+            stale.unlink(missing_ok=True)
     try:
-        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         raise RuntimeError(
             f"{run_dir.name} is already used by xdist worker {owner.read_text()}: the tests that share it "

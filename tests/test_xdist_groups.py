@@ -8,6 +8,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 
 SUITE = """
@@ -58,3 +60,18 @@ def test_tests_sharing_a_run_go_to_one_worker(tmp_path: Path):
     assert sum(1 for line in done.stdout.splitlines() if " PASSED " in line) == 13, done.stdout
     shared = workers["test_direct"] | workers["test_indirect"]
     assert len(shared) == 1, f"the tests using smoke_run ran on {sorted(shared)}:\n{done.stdout[-3000:]}"
+
+
+def test_a_second_worker_opening_a_shared_run_folder_stops_the_session(tmp_path: Path, monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "ARTIFACTS", tmp_path)
+    (tmp_path / ".smoke-run.earlier.owner").write_text("gw1")  # an earlier session's claim is dropped
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "now")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    conftest.claim(tmp_path / "smoke-run")
+    assert [p.name for p in tmp_path.glob(".smoke-run.*")] == [".smoke-run.now.owner"]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    with pytest.raises(RuntimeError, match="already used by xdist worker gw0"):
+        conftest.claim(tmp_path / "smoke-run")
+    conftest.claim(tmp_path / "sample-run")  # another folder is another claim
