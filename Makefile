@@ -14,9 +14,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# --no-compile: Python writes the bytecode of what is imported on first use instead of pip compiling
-	# every installed file up front (TensorFlow and torch alone: 25 s -> 15 s here).
-	$(PY) -m pip install --quiet --no-compile -r requirements-dev.txt  # the runtime pins and the test tools
+	$(PY) -m pip install --quiet -r requirements-dev.txt  # the runtime pins and the test tools
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (caption-workbench)" --env TF_ENABLE_ONEDNN_OPTS 1
 	touch $(STAMP)
