@@ -120,7 +120,7 @@ def captioner_estimate(cap, shape: dict[str, float] | None) -> Estimate:
     val_step = math.ceil(FLICKR["val"] * pairs / batch) * step / 3  # forward only
     study = list(cap.compare_encoders)
     epochs = 2 * cap.train.epochs  # the captioner and its blind twin
-    study_epochs = len(study) * getattr(cap, "study_epochs", cap.train.epochs)
+    study_epochs = len(study) * cap.study_epochs
     train = per_epoch * step * (epochs + study_epochs * 2 / 3)
     validate = val_step * (epochs + study_epochs)
     feats = {spec: encoder_forward_flops(spec) for spec in dict.fromkeys([cap.encoder_spec, *study])}
