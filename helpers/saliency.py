@@ -1,12 +1,25 @@
-"""Where the models looked: Grad-CAM for the classifier's top-1, occlusion sensitivity for a caption, and a
+"""Where the models looked: LayerCAM for the classifier's top-1, occlusion sensitivity for a caption, and a
 deletion test of how faithful either map is.
 
-Grad-CAM weights a convolutional layer's channels by the mean gradient of the class logit and keeps the
-positive part. It uses the backbone's last convolutional block, unless that block is smaller than
-`min_side` cells a side (a 32-pixel input leaves ResNet50's and VGG16's last block 1x1, which shows
-nothing): then the deepest layer that still has `min_side` cells. Occlusion greys out each cell of a grid
-in turn and records how much a score (the caption's log-likelihood) drops. The deletion test greys out
-the top-ranked cells and, for comparison, random cells: a faithful map hurts the score more.
+LayerCAM (Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps for Localization", IEEE
+TIP 2021) weights each position of a convolutional layer's channels by the positive part of the class
+logit's gradient there and keeps the positive sum. Grad-CAM's one weight per channel (the mean gradient)
+works on the last block but fails on shallower ones, and at a 32-pixel input the last blocks are too
+small to show anything (ResNet50's and VGG16's are 1x1). So the map comes from the deepest layer that
+still has `min_side` cells a side, 8 by default: twice the 4x4 grid that the deletion test and the demo's
+cells use (at 224 pixels: the last 14x14 block, for ResNet50 `conv4_block6_out`). Measured on a smoke
+run's three classifiers (32 pixels, 24 test pictures, 2026-11-29), greying out the map's top 4 of 16
+cells against 4 random cells lowered the top-1 probability by:
+
+| backbone (layer) | LayerCAM, deepest 8x8 layer | Grad-CAM, deepest 4x4 layer |
+|---|---|---|
+| VGG16 (`block3_conv3`; Grad-CAM `block4_conv3`) | 0.435 vs 0.081 | 0.436 vs 0.081 |
+| ResNet50 (`conv2_block3_out`; `conv3_block4_out`) | 0.475 vs 0.153 | 0.152 vs 0.153 |
+| MobileNetV2 (`block_3_pad`; `block_6_pad`) | 0.406 vs 0.133 | 0.136 vs 0.133 |
+
+Occlusion greys out each cell of a grid in turn and records how much a score (the caption's
+log-likelihood) drops. The deletion test greys out the top-ranked cells and, for comparison, random
+cells: a faithful map hurts the score more.
 """
 
 from __future__ import annotations
@@ -80,10 +93,10 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.nd
     return (image * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
 
 
-# ---- Grad-CAM on a Keras classifier built by helpers.classify ----
+# ---- LayerCAM on a Keras classifier built by helpers.classify ----
 
 
-def cam_layer(backbone: Any, min_side: int = 4) -> str:
+def cam_layer(backbone: Any, min_side: int = 8) -> str:
     """The last 4-D layer of `backbone` whose map is at least min_side x min_side."""
     for layer in reversed(backbone.layers):
         shape = getattr(layer.output, "shape", None)
@@ -92,8 +105,8 @@ def cam_layer(backbone: Any, min_side: int = 4) -> str:
     raise ValueError(f"{backbone.name} has no convolutional map of at least {min_side}x{min_side}")
 
 
-def grad_cam(
-    model: Any, inputs: np.ndarray, class_index: int | None = None, min_side: int = 4
+def layer_cam(
+    model: Any, inputs: np.ndarray, class_index: int | None = None, min_side: int = 8
 ) -> tuple[np.ndarray, int, str]:
     """(heatmap >= 0, the class explained, layer name) for one preprocessed input (1, S, S, 3).
 
@@ -118,18 +131,17 @@ def grad_cam(
         chosen = int(tf.argmax(logits[0])) if class_index is None else int(class_index)
         target = logits[:, chosen]
     grads = tape.gradient(target, conv)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))[0]
+    cam = tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * tf.cast(conv, tf.float32), axis=-1))[0]
     return cam.numpy(), chosen, name
 
 
-def classifier_grad_cam(model: Any, config: dict[str, Any], image: np.ndarray) -> tuple[np.ndarray, int, str]:
-    """Grad-CAM of the top-1 class for one uint8 RGB image, through the classifier's own preprocessing."""
+def classifier_cam(model: Any, config: dict[str, Any], image: np.ndarray) -> tuple[np.ndarray, int, str]:
+    """LayerCAM of the top-1 class for one uint8 RGB image, through the classifier's own preprocessing."""
     from helpers.classify.backbones import get_backbone
     from helpers.classify.pipeline import preprocess_batch
 
     inputs = preprocess_batch(image[None], get_backbone(config["backbone"]), int(config["input_size"]))
-    return grad_cam(model, np.asarray(inputs))
+    return layer_cam(model, np.asarray(inputs))
 
 
 def classifier_score(model: Any, config: dict[str, Any], class_index: int) -> Score:

@@ -110,3 +110,18 @@ def test_repetition_blocking_costs_no_score(smoke_run):
     assert blocked["degenerate"] == 0, doc
     for metric in ("Bleu_4", "CIDEr"):
         assert blocked["scores"][metric] >= 0.98 * unblocked["scores"][metric], (metric, doc)
+
+
+def test_every_backbones_class_map_is_faithful(smoke_run):
+    """07 explains whichever classifier 05 picked, and which one wins changes from run to run: LayerCAM's
+    top cells must hurt the top-1 probability more than random cells for all three backbones, on most
+    pictures."""
+    from helpers.classify import load_classifier
+    from helpers.data import load_prepared
+
+    run_dir = smoke_run.ensure("01", "02", "03", "04")
+    pictures = list(load_prepared(run_dir / "data").test.images[: studies.STUDY_IMAGES["smoke"]])
+    for name in ("vgg16", "resnet50", "mobilenet_v2"):
+        deletion = studies.classifier_deletion(*load_classifier(run_dir / "models" / name), pictures)
+        assert deletion["top_drop"] > 1.5 * deletion["random_drop"], (name, deletion)
+        assert deletion["top_beats_random"] >= 0.6, (name, deletion)

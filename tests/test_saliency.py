@@ -1,4 +1,4 @@
-"""helpers.saliency: Grad-CAM on a tiny hand-set Keras classifier, occlusion and the deletion test."""
+"""helpers.saliency: LayerCAM on a tiny hand-set Keras classifier, occlusion and the deletion test."""
 
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ def colour_classifier():
     return model
 
 
-def test_grad_cam_points_at_the_patch_of_the_explained_class(colour_classifier):
+def test_layer_cam_points_at_the_patch_of_the_explained_class(colour_classifier):
     inputs = two_patches()[None].astype(np.float32) / 255
-    red_map, red_class, layer = saliency.grad_cam(colour_classifier, inputs, class_index=0)
-    blue_map, _, _ = saliency.grad_cam(colour_classifier, inputs, class_index=1)
+    red_map, red_class, layer = saliency.layer_cam(colour_classifier, inputs, class_index=0)
+    blue_map, _, _ = saliency.layer_cam(colour_classifier, inputs, class_index=1)
     assert layer == "detect" and red_class == 0 and red_map.shape == (16, 16)
     row, col = np.unravel_index(red_map.argmax(), red_map.shape)
     assert row < 4 and col < 4 and red_map[8:, 8:].max() == 0
@@ -50,7 +50,7 @@ def test_grad_cam_points_at_the_patch_of_the_explained_class(colour_classifier):
     # None explains the top-1: more red than blue pixels makes "red" the top-1
     image = two_patches()
     image[4:6, :4] = RED
-    _, top1, _ = saliency.grad_cam(colour_classifier, image[None].astype(np.float32) / 255)
+    _, top1, _ = saliency.layer_cam(colour_classifier, image[None].astype(np.float32) / 255)
     assert top1 == 0
     cells = saliency.cell_means(red_map, 16, 16, grid=4)
     assert cells.argmax() == 0 and cells[1:].ravel().max() == 0
@@ -63,7 +63,7 @@ def test_cam_layer_skips_maps_smaller_than_the_grid(colour_classifier):
     x = keras.layers.Conv2D(4, 3, padding="same", name="c8")(keras.layers.MaxPooling2D(4)(inputs))
     x = keras.layers.Conv2D(4, 3, padding="same", name="c2")(keras.layers.MaxPooling2D(4)(x))
     small = keras.Model(inputs, x)
-    assert saliency.cam_layer(small, min_side=4) == "c8"  # c2 is 2x2
+    assert saliency.cam_layer(small) == saliency.cam_layer(small, min_side=4) == "c8"  # c2 is 2x2
     assert saliency.cam_layer(small, min_side=2) == "c2"
     with pytest.raises(ValueError, match="no convolutional map of at least 64x64"):
         saliency.cam_layer(small, min_side=64)

@@ -1,4 +1,4 @@
-"""The real models behind the card actions: a `Storyteller` for narratives, Grad-CAM and occlusion maps.
+"""The real models behind the card actions: a `Storyteller` for narratives, LayerCAM and occlusion maps.
 
 Loaded once with the demo's models (`models.load_models`); every method works on one picture, on demand.
 """
@@ -18,7 +18,7 @@ OCCLUSION_GRID = 4
 
 
 class ModelExplainer:
-    """Narratives from the captioner; where the classifier (Grad-CAM) and the caption (occlusion) looked."""
+    """Narratives from the captioner; where the classifier (LayerCAM) and the caption (occlusion) looked."""
 
     def __init__(
         self,
@@ -38,8 +38,8 @@ class ModelExplainer:
         return self.storyteller.look_here(image, narrative, row, col)
 
     def classifier_map(self, image: np.ndarray) -> tuple[np.ndarray, str]:
-        """Grad-CAM heatmap of the top-1 class, and that class's name."""
-        heat, index, _layer = saliency.classifier_grad_cam(self.classifier, self.config, image)
+        """LayerCAM heatmap of the top-1 class, and that class's name."""
+        heat, index, _layer = saliency.classifier_cam(self.classifier, self.config, image)
         return heat, str(self.config["label_names"][index])
 
     def caption_map(self, image: np.ndarray, caption: str) -> np.ndarray:

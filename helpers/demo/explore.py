@@ -17,10 +17,10 @@ from helpers.demo.core import DemoModels, Result, png_thumbnail
 
 log = logging.getLogger(__name__)
 
-#: What *Show where it looked* can show: nothing, the classifier's Grad-CAM or the caption's occlusion map.
+#: What *Show where it looked* can show: nothing, the classifier's LayerCAM or the caption's occlusion map.
 OVERLAYS = ("off", "classifier", "caption")
 OVERLAY_TITLES = {
-    "classifier": "Grad-CAM of the classifier's top-1",
+    "classifier": "LayerCAM of the classifier's top-1",
     "caption": "Occlusion: where greying out hurts the caption most",
 }
 

@@ -73,10 +73,10 @@ def caption_deletion(
 def classifier_deletion(
     model: Any, config: dict[str, Any], images: Sequence[np.ndarray], grid: int = 4, k: int = 4
 ) -> dict[str, Any]:
-    """Deletion test of Grad-CAM: the top-1 probability's drop, top cells vs random."""
+    """Deletion test of LayerCAM: the top-1 probability's drop, top cells vs random."""
     rows, layers = [], set()
     for image in images:
-        heat, top1, layer = saliency.classifier_grad_cam(model, config, image)
+        heat, top1, layer = saliency.classifier_cam(model, config, image)
         layers.add(layer)
         cells = saliency.cell_means(heat, image.shape[0], image.shape[1], grid)
         rows.append(saliency.deletion_test(saliency.classifier_score(model, config, top1), image, cells, k))
@@ -109,20 +109,20 @@ def walkthrough(explainer: Any, image: np.ndarray, caption: str, seed: int = 0) 
         "steps": steps,
         "distinct_4grams": distinct_ngrams(story.texts),
         "top1": label,
-        "grad_cam": cam,
+        "layer_cam": cam,
         "occlusion": occlusion,
     }
 
 
 def overlay_figure(names: Sequence[str], images: Sequence[np.ndarray], walks: Sequence[dict[str, Any]]):
-    """One row per example: the picture, the classifier's Grad-CAM, the caption's occlusion map."""
+    """One row per example: the picture, the classifier's LayerCAM, the caption's occlusion map."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(images), 3, figsize=(9, 3 * len(images)), squeeze=False)
     for row, (name, image, walk) in enumerate(zip(names, images, walks, strict=True)):
         panels = [
             (image, name),
-            (saliency.overlay(image, walk["grad_cam"]), f"Grad-CAM: {walk['top1']}"),
+            (saliency.overlay(image, walk["layer_cam"]), f"LayerCAM: {walk['top1']}"),
             (saliency.overlay(image, walk["occlusion"]), "occlusion: caption"),
         ]
         for ax, (picture, title) in zip(axes[row], panels, strict=True):
