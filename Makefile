@@ -32,7 +32,7 @@ lab: setup
 
 # Two pytest-xdist workers: the tests that share the smoke series (and those that share the sample run) stay
 # on one worker each (tests/conftest.py groups them), everything else fills the other core meanwhile.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: setup
 	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2
 	$(PY) -m helpers doctor

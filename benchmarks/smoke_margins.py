@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from helpers import artifacts
+from helpers.caption.config import SMOKE_BLEU_ABOVE_BLIND as BLEU_ABOVE_BLIND
+from helpers.caption.config import SMOKE_BLEU_FLOOR as BLEU_FLOOR
 from helpers.pipeline import run_series
-
-BLEU_FLOOR, BLEU_ABOVE_BLIND = 0.5, 0.2  # tests/test_notebook_caption.py
 
 
 def margins(run_dir: Path, seconds: float) -> dict[str, float]:

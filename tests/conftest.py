@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = Path(os.environ.get("CAPTION_REAL_SAMPLES", ROOT.parent / "shared" / "real-samples"))
 #: Run folders of the notebook tests stay here after the run, for a person to open.
 ARTIFACTS = Path(os.environ.get("CAPTION_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+#: This pytest session (all xdist workers share it).
+SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -96,41 +98,129 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def finished_workers() -> Path:
+    """Where each xdist worker of this session leaves a file when it has run its last test."""
+    return ARTIFACTS / ".finished-workers" / SESSION
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import shutil
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        finished_workers().mkdir(parents=True, exist_ok=True)
+        (finished_workers() / worker).touch()
+        for earlier in finished_workers().parent.iterdir():  # earlier sessions'
+            if earlier.name != SESSION:
+                shutil.rmtree(earlier, ignore_errors=True)
+
+
 def thread_share() -> dict[str, str]:
-    """Thread settings for a kernel started now: under xdist, the cores that are idle (at least one)."""
+    """Thread settings for a kernel started now: under xdist, the cores divided among the workers that have
+    not finished yet (once the other worker is done, every core). Not read from the load at the kernel's
+    start: the other worker may be between tests just then, and a kernel with every core beside a busy
+    worker runs far slower for the rest of its run (two processes with 2 threads each on 2 cores: 2.2x)."""
     if XDIST_WORKERS <= 1:
         return {}
-    import psutil
-
+    folder = finished_workers()
+    finished = len(list(folder.iterdir())) if folder.is_dir() else 0
     cores = os.cpu_count() or 1
-    idle = cores - psutil.cpu_percent(interval=0.5) / 100 * cores  # this worker waits meanwhile
-    return dict.fromkeys(THREAD_VARS, str(max(1, round(idle))))
+    return dict.fromkeys(THREAD_VARS, str(max(1, cores // max(1, XDIST_WORKERS - finished))))
+
+
+#: The classifier notebooks: the smoke run takes them from `classifier_run` instead of training them again.
+CLASSIFIER_NOTEBOOKS = ("02", "03", "04", "05")
+#: What 02-05 write into a run folder (run_dir-relative globs), copied into the smoke run.
+CLASSIFIER_OUTPUTS = ("models", "compare", "figures/0[2-5]-*", "notebooks/0[2-5]-*")
+
+
+def run_notebook(preset: str, run_dir: Path, number: str, data_dir: Path | None) -> None:
+    """One notebook of the series through papermill, with the test environment and this moment's threads."""
+    from helpers.pipeline import run_series
+
+    with environment({**SERIES_ENV.get(number, {}), **thread_share()}):
+        data = str(data_dir) if data_dir else None
+        run_series(preset, str(run_dir), only=number, data_dir=data, extra=SERIES_EXTRA.get(number, {}))
+
+
+class SharedRun:
+    """A run folder that any xdist worker may fill. Notebooks run under a file lock and the folder records
+    which ran (or failed) this session, so each runs once whichever worker asks first; a worker that asks
+    while another is running them waits. A folder from an earlier session is cleared first."""
+
+    def __init__(self, preset: str, run_dir: Path):
+        self.preset, self.run_dir = preset, run_dir
+        self.state_file = run_dir.parent / f".{run_dir.name}.state.json"
+
+    def ensure(self, *numbers: str) -> Path:
+        import fcntl
+        import json
+        import shutil
+
+        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir.parent / f".{self.run_dir.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+            if state.get("session") != SESSION:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                state = {"session": SESSION, "failed": {}, "done": []}
+            for number in numbers:
+                if number not in state["done"] and number not in state["failed"]:
+                    try:
+                        run_notebook(self.preset, self.run_dir, number, None)
+                        state["done"].append(number)
+                    except Exception as err:
+                        state["failed"][number] = f"{type(err).__name__}: {err}"[:4000]
+                        raise RuntimeError(f"notebook {number} failed in {self.run_dir}") from err
+                    finally:
+                        self.state_file.write_text(json.dumps(state))
+                if number in state["failed"]:
+                    reason = state["failed"][number]
+                    raise RuntimeError(f"notebook {number} failed in {self.run_dir}: {reason}")
+        return self.run_dir
 
 
 class SeriesRun:
-    """One run folder shared by the notebook tests; each notebook is executed at most once per session."""
+    """One run folder shared by the notebook tests; each notebook is executed at most once per session.
+    With `classifiers`, notebooks 02-05 are not trained here: their outputs are copied from that run."""
 
-    def __init__(self, preset: str, run_dir: Path, data_dir: Path | None = None):
+    def __init__(
+        self, preset: str, run_dir: Path, data_dir: Path | None = None, classifiers: SharedRun | None = None
+    ):
         self.preset, self.run_dir, self.data_dir = preset, run_dir, data_dir
+        self.classifiers = classifiers
         self.done: dict[str, BaseException | None] = {}
 
     def ensure(self, *numbers: str) -> Path:
         """Run the given notebooks (in order, skipping ones already run); re-raise an earlier failure."""
-        from helpers.pipeline import run_series
-
         for number in numbers:
             if number not in self.done:
                 try:
-                    data = str(self.data_dir) if self.data_dir else None
-                    with environment({**SERIES_ENV.get(number, {}), **thread_share()}):
-                        extra = SERIES_EXTRA.get(number, {})
-                        run_series(self.preset, str(self.run_dir), only=number, data_dir=data, extra=extra)
+                    if self.classifiers is not None and number in CLASSIFIER_NOTEBOOKS:
+                        self.copy_classifiers()
+                    else:
+                        run_notebook(self.preset, self.run_dir, number, self.data_dir)
                     self.done[number] = None
                 except BaseException as err:  # remembered so dependants fail with the real cause
                     self.done[number] = err
             if self.done[number] is not None:
                 raise RuntimeError(f"notebook {number} failed earlier") from self.done[number]
         return self.run_dir
+
+    def copy_classifiers(self) -> None:
+        """02-05's outputs from the classifier run (which trains them now if no worker has yet)."""
+        import shutil
+
+        source = self.classifiers.ensure("01", *CLASSIFIER_NOTEBOOKS)
+        for pattern in CLASSIFIER_OUTPUTS:
+            for path in sorted(source.glob(pattern)):
+                target = self.run_dir / path.relative_to(source)
+                if path.is_dir():
+                    shutil.copytree(path, target, dirs_exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+        self.done.update(dict.fromkeys(CLASSIFIER_NOTEBOOKS))
 
 
 def claim(run_dir: Path) -> None:
@@ -157,14 +247,21 @@ def claim(run_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def smoke_run() -> SeriesRun:
+def classifier_run() -> SharedRun:
+    """Notebooks 01-05 of the smoke preset, in test-artifacts/smoke-classifiers. Under xdist the classifier
+    tests train them on one worker while the other runs the captioner; the smoke run copies the results."""
+    return SharedRun("smoke", ARTIFACTS / "smoke-classifiers")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(classifier_run: SharedRun) -> SeriesRun:
     """The smoke preset's run folder under test-artifacts/ (cleared at the start of the session)."""
     import shutil
 
     run_dir = ARTIFACTS / "smoke-run"
     claim(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
-    return SeriesRun("smoke", run_dir)
+    return SeriesRun("smoke", run_dir, classifiers=classifier_run)
 
 
 @pytest.fixture(scope="session")

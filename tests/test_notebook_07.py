@@ -112,14 +112,14 @@ def test_repetition_blocking_costs_no_score(smoke_run):
         assert blocked["scores"][metric] >= 0.98 * unblocked["scores"][metric], (metric, doc)
 
 
-def test_every_backbones_class_map_is_faithful(smoke_run):
+def test_every_backbones_class_map_is_faithful(classifier_run):
     """07 explains whichever classifier 05 picked, and which one wins changes from run to run: LayerCAM's
     top cells must hurt the top-1 probability more than random cells for all three backbones, on most
     pictures."""
     from helpers.classify import load_classifier
     from helpers.data import load_prepared
 
-    run_dir = smoke_run.ensure("01", "02", "03", "04")
+    run_dir = classifier_run.ensure("01", "02", "03", "04")
     pictures = list(load_prepared(run_dir / "data").test.images[: studies.STUDY_IMAGES["smoke"]])
     for name in ("vgg16", "resnet50", "mobilenet_v2"):
         deletion = studies.classifier_deletion(*load_classifier(run_dir / "models" / name), pictures)

@@ -29,9 +29,9 @@ METRIC_KEYS = {
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
-def test_training_notebook_learns(smoke_run, name):
+def test_training_notebook_learns(classifier_run, name):
     number = NOTEBOOKS[name][:2]
-    run_dir = smoke_run.ensure("01", number)
+    run_dir = classifier_run.ensure("01", number)
     model_dir = run_dir / "models" / name
     metrics = artifacts.read_json(model_dir / "metrics.json")
     assert set(metrics) >= METRIC_KEYS
@@ -58,8 +58,8 @@ def test_training_notebook_learns(smoke_run, name):
     assert model.get_layer("features").output.shape[-1] > 0
 
 
-def test_compare_notebook(smoke_run):
-    run_dir = smoke_run.ensure("01", "02", "03", "04", "05")
+def test_compare_notebook(classifier_run):
+    run_dir = classifier_run.ensure("01", "02", "03", "04", "05")
     table = pd.read_csv(run_dir / "compare" / "comparison.csv", index_col="model")
     assert sorted(table.index) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:

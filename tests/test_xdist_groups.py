@@ -13,27 +13,36 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 
 SUITE = """
+import time
 import pytest
 
 @pytest.fixture(scope="session")
 def smoke_run():
     return "run"
 
+@pytest.fixture(scope="session")
+def classifier_run():
+    return "classifiers"
+
 @pytest.fixture
 def through_another(smoke_run):
     return smoke_run
 
-@pytest.mark.parametrize("i", range(4))
-def test_direct(smoke_run, i):
-    pass
+@pytest.mark.parametrize("i", range(6))
+def test_alone(i):
+    time.sleep(0.2)
 
 @pytest.mark.parametrize("i", range(3))
 def test_indirect(through_another, i):
-    pass
+    time.sleep(0.2)
 
-@pytest.mark.parametrize("i", range(6))
-def test_alone(i):
-    pass
+@pytest.mark.parametrize("i", range(4))
+def test_direct(smoke_run, i):
+    time.sleep(0.2)
+
+@pytest.mark.parametrize("i", range(2))
+def test_classifiers(classifier_run, i):
+    time.sleep(0.2)
 """
 
 CONFTEST = f"""
@@ -48,18 +57,24 @@ def pytest_collection_modifyitems(items):
 """
 
 
-def test_tests_sharing_a_run_go_to_one_worker(tmp_path: Path):
+def test_each_run_goes_to_one_worker_and_the_two_longest_start_at_once(tmp_path: Path):
+    """The smoke run's tests on one worker, the classifier run's on the other from the start (the stand-alone
+    tests, first in the file, come after both groups)."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_mini.py").write_text(SUITE)
-    cmd = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder"]
+    cmd += ["-v", "-p", "no:cacheprovider"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    workers = defaultdict(set)
+    workers, first = defaultdict(set), {}
     for worker, test in re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_mini.py::(test_\w+)", done.stdout):
         workers[test].add(worker)
-    assert sum(1 for line in done.stdout.splitlines() if " PASSED " in line) == 13, done.stdout
-    shared = workers["test_direct"] | workers["test_indirect"]
-    assert len(shared) == 1, f"the tests using smoke_run ran on {sorted(shared)}:\n{done.stdout[-3000:]}"
+        first.setdefault(worker, test)
+    assert sum(1 for line in done.stdout.splitlines() if " PASSED " in line) == 15, done.stdout
+    smoke = workers["test_direct"] | workers["test_indirect"]
+    assert len(smoke) == 1, f"the tests using smoke_run ran on {sorted(smoke)}:\n{done.stdout[-3000:]}"
+    assert len(workers["test_classifiers"]) == 1 and workers["test_classifiers"] != smoke, done.stdout
+    assert sorted(first.values()) == ["test_classifiers", "test_indirect"], done.stdout
 
 
 def test_a_second_worker_opening_a_shared_run_folder_stops_the_session(tmp_path: Path, monkeypatch):

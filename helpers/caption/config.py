@@ -23,6 +23,11 @@ from helpers.config import RunPaths, preset_knobs, require_data_source
 #: unlearnable for this encoder; the full preset's ImageNet features have no such limit.
 SMOKE_FLICKR = {"num_images": 600, "seed": 0, "image_size": 96, "shapes": ("circle",)}
 
+#: What the smoke captioner must reach on the synthetic world, the bars of the test suite and of
+#: benchmarks/smoke_margins.py (which sizes the smoke preset against them): BLEU-4 on the test split at
+#: least SMOKE_BLEU_FLOOR, and at least SMOKE_BLEU_ABOVE_BLIND above its image-blind twin.
+SMOKE_BLEU_FLOOR, SMOKE_BLEU_ABOVE_BLIND = 0.5, 0.2
+
 #: Decodings every run scores on the test split (the `decoding` knob picks the headline one).
 SWEEP = ("greedy", "beam3", "beam5")
 
