@@ -212,6 +212,11 @@ class SeriesRun:
         import shutil
 
         source = self.classifiers.ensure("01", *CLASSIFIER_NOTEBOOKS)
+        self.ensure("01")
+        for array in sorted((source / "data").glob("*.npy")):  # the models must fit this run's data
+            mine = self.run_dir / "data" / array.name
+            if not mine.is_file() or mine.read_bytes() != array.read_bytes():
+                raise RuntimeError(f"{array} differs from {mine}: 01 is not deterministic any more")
         for pattern in CLASSIFIER_OUTPUTS:
             for path in sorted(source.glob(pattern)):
                 target = self.run_dir / path.relative_to(source)
