@@ -30,8 +30,8 @@ lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --KernelManager.transport_encryption=auto \
 		'--ServerApp.tornado_settings={"websocket_max_message_size": 134217728}' $(LAB_ARGS)
 
-# Two pytest-xdist workers: the tests that share the smoke series (and those that share the sample run) stay
-# on one worker each (tests/conftest.py groups them), everything else fills the other core meanwhile.
+# Two pytest-xdist workers. tests/xdist_groups.py keeps the tests sharing a run folder on one worker and sorts
+# the tests into the order work is handed out, which --no-loadscope-reorder keeps.
 PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: setup
 	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2

@@ -98,21 +98,24 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def finished_workers() -> Path:
-    """Where each xdist worker of this session leaves a file when it has run its last test."""
-    return ARTIFACTS / ".finished-workers" / SESSION
+def session_folder() -> Path:
+    """This session's notes between its xdist workers (run-folder owners, finished workers, the classifier
+    run's state); earlier sessions' folders are removed when it is made."""
+    import shutil
+
+    folder = ARTIFACTS / ".sessions" / SESSION
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        for earlier in folder.parent.iterdir():
+            if earlier.name != SESSION:
+                shutil.rmtree(earlier, ignore_errors=True)
+    return folder
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    import shutil
-
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is not None:
-        finished_workers().mkdir(parents=True, exist_ok=True)
-        (finished_workers() / worker).touch()
-        for earlier in finished_workers().parent.iterdir():  # earlier sessions'
-            if earlier.name != SESSION:
-                shutil.rmtree(earlier, ignore_errors=True)
+        (session_folder() / f"{worker}.finished").touch()
 
 
 def thread_share() -> dict[str, str]:
@@ -122,8 +125,7 @@ def thread_share() -> dict[str, str]:
     worker runs far slower for the rest of its run (two processes with 2 threads each on 2 cores: 2.2x)."""
     if XDIST_WORKERS <= 1:
         return {}
-    folder = finished_workers()
-    finished = len(list(folder.iterdir())) if folder.is_dir() else 0
+    finished = len(list(session_folder().glob("*.finished")))
     cores = os.cpu_count() or 1
     return dict.fromkeys(THREAD_VARS, str(max(1, cores // max(1, XDIST_WORKERS - finished))))
 
@@ -144,26 +146,26 @@ def run_notebook(preset: str, run_dir: Path, number: str, data_dir: Path | None)
 
 
 class SharedRun:
-    """A run folder that any xdist worker may fill. Notebooks run under a file lock and the folder records
-    which ran (or failed) this session, so each runs once whichever worker asks first; a worker that asks
-    while another is running them waits. A folder from an earlier session is cleared first."""
+    """A run folder that any xdist worker may fill. Notebooks run under a file lock and the session folder
+    records which ran (or failed), so each runs once whichever worker asks first; a worker that asks while
+    another is running them waits. The first to ask in a session clears what an earlier session left."""
 
     def __init__(self, preset: str, run_dir: Path):
         self.preset, self.run_dir = preset, run_dir
-        self.state_file = run_dir.parent / f".{run_dir.name}.state.json"
 
     def ensure(self, *numbers: str) -> Path:
         import fcntl
         import json
         import shutil
 
-        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir.parent / f".{self.run_dir.name}.lock", "a") as lock:
+        state_file = session_folder() / f"{self.run_dir.name}.json"
+        with open(session_folder() / f"{self.run_dir.name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
-            if state.get("session") != SESSION:
+            if state_file.is_file():
+                state = json.loads(state_file.read_text())
+            else:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
-                state = {"session": SESSION, "failed": {}, "done": []}
+                state = {"failed": {}, "done": []}
             for number in numbers:
                 if number not in state["done"] and number not in state["failed"]:
                     try:
@@ -173,7 +175,7 @@ class SharedRun:
                         state["failed"][number] = f"{type(err).__name__}: {err}"[:4000]
                         raise RuntimeError(f"notebook {number} failed in {self.run_dir}") from err
                     finally:
-                        self.state_file.write_text(json.dumps(state))
+                        state_file.write_text(json.dumps(state))
                 if number in state["failed"]:
                     reason = state["failed"][number]
                     raise RuntimeError(f"notebook {number} failed in {self.run_dir}: {reason}")
@@ -231,14 +233,10 @@ class SeriesRun:
 def claim(run_dir: Path) -> None:
     """Under pytest-xdist, fail when a second worker opens a shared run folder (the grouping broke: two
     workers would run the same series into one folder). Without xdist there is one process: nothing to do."""
-    session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if session is None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
         return
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    owner = ARTIFACTS / f".{run_dir.name}.{session}.owner"
-    for stale in ARTIFACTS.glob(f".{run_dir.name}.*.owner"):  # earlier sessions'
-        if stale != owner:
-            stale.unlink(missing_ok=True)
+    owner = session_folder() / f"{run_dir.name}.owner"
     try:
         fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -248,7 +246,7 @@ def claim(run_dir: Path) -> None:
             "see requirements-dev.txt)"
         ) from None
     with os.fdopen(fd, "w") as f:
-        f.write(os.environ.get("PYTEST_XDIST_WORKER", "?"))
+        f.write(worker)
 
 
 @pytest.fixture(scope="session")

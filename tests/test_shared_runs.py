@@ -12,8 +12,10 @@ import pytest
 
 
 @pytest.fixture
-def notebooks(monkeypatch):
-    """Stand-in notebooks: each call is recorded; 01 writes data, 02-05 write models, compare and figures."""
+def notebooks(monkeypatch, tmp_path):
+    """Stand-in notebooks: each call is recorded; 01 writes data, 02-05 write models, compare and figures.
+    The session's notes go to tmp_path, away from the running session's."""
+    monkeypatch.setattr(conftest, "ARTIFACTS", tmp_path)
     calls: list[tuple[str, str]] = []
     failing: set[str] = set()
 

@@ -81,11 +81,12 @@ def test_a_second_worker_opening_a_shared_run_folder_stops_the_session(tmp_path:
     import conftest
 
     monkeypatch.setattr(conftest, "ARTIFACTS", tmp_path)
-    (tmp_path / ".smoke-run.earlier.owner").write_text("gw1")  # an earlier session's claim is dropped
-    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "now")
+    (tmp_path / ".sessions" / "earlier").mkdir(parents=True)
+    (tmp_path / ".sessions" / "earlier" / "smoke-run.owner").write_text("gw1")  # an earlier session's claim
+    monkeypatch.setattr(conftest, "SESSION", "now")
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     conftest.claim(tmp_path / "smoke-run")
-    assert [p.name for p in tmp_path.glob(".smoke-run.*")] == [".smoke-run.now.owner"]
+    assert [p.name for p in (tmp_path / ".sessions").iterdir()] == ["now"]
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     with pytest.raises(RuntimeError, match="already used by xdist worker gw0"):
         conftest.claim(tmp_path / "smoke-run")
