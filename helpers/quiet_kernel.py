@@ -2,9 +2,10 @@
 
 A kernel's stderr reaches the terminal of whoever runs the series. TensorFlow 2.21 writes a few lines there
 that `TF_CPP_MIN_LOG_LEVEL` cannot stop (absl's messages before its log set-up, and a failed `cuInit`
-logged as an ERROR on every machine without a GPU); ipykernel warns about plain TCP unless the kernel
+logged as an ERROR on every machine without a GPU); pycocoevalcap's Java PTB tokenizer, whose stderr is the
+kernel's own, reports its speed after every scoring call; ipykernel warns about plain TCP unless the kernel
 manager hands it CurveZMQ keys. The keys are handed over where the kernel spec supports them, and exactly
-the TensorFlow lines below are dropped; every other line the kernel writes passes through.
+the lines below are dropped; every other line the kernel writes passes through.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from traitlets import default
 
 #: absl's log line prefix: severity, date, time, thread id, source file and line.
 _ABSL = r"[IWEF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] "
-#: Lines TensorFlow writes on every start on a CPU-only machine; none of them asks anything of the user.
+#: TensorFlow's lines on every start on a CPU-only machine, and the PTB tokenizer's speed report (Stanford
+#: CoreNLP 3.4.1, one line per tokenizer run); none of them asks anything of the user.
 NOISE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     rf"|{_ABSL}oneDNN custom operations are on\."
     rf"|{_ABSL}Could not find cuda drivers on your machine, GPU will not be used\.$"
     rf"|{_ABSL}failed call to cuInit: .*\(303\)$"
+    r"|PTBTokenizer tokenized \d+ tokens at [\d.,]+ tokens per second\.$"
 )
 
 

@@ -23,6 +23,9 @@ NOISE_LINES = [
     "GPU will not be used.",
     "E0000 00:00:1795944642.787647   11021 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
     "Failed call to cuInit: UNKNOWN ERROR (303)",
+    # pycocoevalcap's Java PTB tokenizer, once per scoring call (notebooks 06-08).
+    "PTBTokenizer tokenized 3920 tokens at 31861.95 tokens per second.",
+    "PTBTokenizer tokenized 5 tokens at 47.63 tokens per second.",
 ]
 #: Lines that look alike but say something a person must read.
 REAL_LINES = [
@@ -32,14 +35,21 @@ REAL_LINES = [
     "W0000 00:00:1795944626.774975   11021 op_kernel.cc:1857] OP_REQUIRES failed at save_restore.cc:2",
     "WARNING: something else entirely",
     "[IPKernelApp] ERROR | Failed to load connection file",
+    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
+    "PTBTokenizer: unknown option -foo",
 ]
 #: Written by the kernel at start-up (an IPython start-up file) the way notebooks 02-07 start: import
-#: helpers, then TensorFlow, then look for a GPU; then two real problems on the kernel's stderr.
+#: helpers, then TensorFlow, then look for a GPU; then one PTB tokenization as the caption scorer runs it
+#: (where Java is installed); then two real problems on the kernel's stderr.
 PROBE = """\
 import os
+import shutil
 import helpers
 import tensorflow as tf
 tf.config.list_physical_devices("GPU")
+if shutil.which("java"):
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    PTBTokenizer().tokenize({1: [{"caption": "A dog runs."}]})
 os.write(2, b"E0000 00:00:1.0 1 probe.cc:1] a real error from the kernel\\n")
 os.write(2, b"a real warning from the kernel\\n")
 """
@@ -71,4 +81,5 @@ def test_runner_prints_its_own_lines_and_real_problems_but_no_noise(tmp_path):
     assert "a real error from the kernel" in done.stderr, output
     assert "a real warning from the kernel" in done.stderr, output
     noise = ["Kernel is running over TCP", "absl::InitializeLog", "oneDNN custom", "cuda drivers", "cuInit"]
+    noise.append("tokens per second")
     assert not [n for n in noise if n in output], output
