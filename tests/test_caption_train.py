@@ -129,8 +129,9 @@ def checkpoint_files(out_dir) -> set[str]:
     return {p.name for p in (out_dir / "checkpoint").iterdir()}
 
 
-def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path):
-    cfg = dataclasses.replace(FAST, epochs=3)
+@pytest.mark.parametrize("bucket", [False, True])
+def test_training_resumes_exactly_from_its_last_checkpoint(tmp_path, bucket):
+    cfg = dataclasses.replace(FAST, epochs=3, bucket_by_length=bucket)
     train, val = toy_pairs(FEATURES)
     straight = new_model()
     expected = train_captioner(straight, train, val, cfg, tmp_path / "straight", progress=False)

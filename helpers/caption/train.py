@@ -1,10 +1,16 @@
 """Training the prefix captioner: AdamW with warmup and linear decay, gradient clipping, mixed precision,
-validation loss per epoch, a checkpoint every epoch and resuming from it.
+validation loss per epoch, a checkpoint every epoch and resuming from it; one process, or several under
+torchrun (DistributedDataParallel, see helpers.caption.distributed and helpers.caption.batching).
 
 Checkpoints are safetensors (model, optimizer moments, random state) plus a JSON file (epoch, optimizer
 hyper-parameters, scheduler, history), so resuming needs no pickle. A run resumes only when the
 checkpoint's fingerprint (train config, model config, data sizes) equals the current one. Once training
 ends, only state.json (history) and best.safetensors stay: the resume state is dropped to save disk.
+
+Under torchrun every rank builds the same global batches and trains on its slice of each; each rank's loss
+is weighted by its share of the batch's caption tokens, so the averaged gradient is exactly the one
+process's. Validation sums are reduced over the ranks; rank 0 alone writes files; every rank reads the
+resume state.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers import artifacts
+from helpers.caption import distributed
+from helpers.caption.batching import epoch_batches, rank_share
 from helpers.caption.model import EOS_ID, PrefixCaptioner, load_state_tensors, state_tensors
 from helpers.caption.tokenizer import caption_text, end_token_id
 
@@ -43,6 +51,10 @@ class TrainConfig:
     max_tokens: int = 40  # caption tokens kept, end-of-text included
     seed: int = 0  # initial shuffle order and dropout
     max_steps: int | None = None  # training steps per epoch; None: every pair (a cap for quick rehearsals)
+    # Batches of similar caption length (less padding, see helpers.caption.batching); off by default: on
+    # the 32-pair toy of tests/test_caption_train.py, length-sorted batches each held few pictures and
+    # beam search lost a learned caption, so the smoke bars need a three-seed check before it is on.
+    bucket_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
@@ -72,6 +84,10 @@ class CaptionPairs:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def lengths(self) -> np.ndarray:
+        """Caption tokens per pair (end-of-text included)."""
+        return np.fromiter(map(len, self.tokens), dtype=np.int64, count=len(self.tokens))
+
 
 def make_pairs(
     features: np.ndarray,
@@ -93,10 +109,9 @@ def make_pairs(
     return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens, end)
 
 
-def batches(pairs: CaptionPairs, batch_size: int, order: np.ndarray, device: torch.device):
-    """(features, tokens, mask) tensors; tokens right-padded with end-of-text, masked out."""
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+def batches(pairs: CaptionPairs, index_batches, device: torch.device):
+    """(features, tokens, mask) tensors per batch of pair indices; right-padded with end-of-text, masked."""
+    for idx in index_batches:
         rows = [pairs.tokens[i] for i in idx]
         width = max(map(len, rows))
         tokens = np.full((len(rows), width), pairs.pad_id, dtype=np.int64)
@@ -125,15 +140,20 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def evaluate_loss(
     model: PrefixCaptioner, pairs: CaptionPairs, cfg: TrainConfig, device: torch.device
 ) -> float:
-    """Mean caption-token cross-entropy over all pairs (weighted by tokens)."""
+    """Mean caption-token cross-entropy over all pairs (weighted by tokens; each rank scores its share)."""
     model.eval()
-    dtype = autocast_dtype(cfg.amp, device)
+    dtype, ranks = autocast_dtype(cfg.amp, device), distributed.current()
+    share = rank_share(np.arange(len(pairs)), ranks.rank, ranks.world)
     total, count = 0.0, 0
-    for feats, tokens, mask in batches(pairs, cfg.batch_size * 2, np.arange(len(pairs)), device):
+    size = cfg.batch_size * 2
+    for feats, tokens, mask in batches(
+        pairs, (share[i : i + size] for i in range(0, len(share), size)), device
+    ):
         with autocast(device, dtype):
             loss = model(feats, tokens, mask)
         n = int(mask.sum())
         total, count = total + float(loss) * n, count + n
+    total, count = distributed.sum_all(ranks, [total, count], device)
     return total / count
 
 
@@ -216,24 +236,24 @@ def train_captioner(
 ) -> pd.DataFrame:
     """Train (or resume) into `out_dir`; writes history.csv and checkpoint/; returns the history.
 
-    The model ends with the weights of the epoch with the lowest validation loss.
+    The model ends with the weights of the epoch with the lowest validation loss. Under torchrun, call
+    it on every rank with the model already on `distributed.device(...)`; rank 0 writes the files.
     """
     out_dir, ckpt = Path(out_dir), Path(out_dir) / "checkpoint"
+    ranks = distributed.current()
     device = next(model.parameters()).device
     dtype = autocast_dtype(cfg.amp, device)
     optimizer, scheduler, scaler = _optimizer(model, cfg, cfg.steps_per_epoch(len(train)), dtype)
     key = fingerprint(model, cfg, train, val)
     torch.manual_seed(cfg.seed)
-    artifacts.remove_partial_files(ckpt)
-    state = load_checkpoint(ckpt, model, optimizer, scheduler, scaler, key)
-    if state is None:  # a fresh start: a best-weights file left by another configuration must not return
-        (ckpt / "best.safetensors").unlink(missing_ok=True)
+    state = _resume(ckpt, model, optimizer, scheduler, scaler, key, ranks, device)
+    net = _wrap(model, ranks, device)
     history = state["history"] if state else []
     best = state["best_val_loss"] if state else float("inf")
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         train_loss, step_s = _train_epoch(
-            model, train, cfg, epoch, optimizer, scheduler, scaler, dtype, progress
+            net, model, train, cfg, epoch, optimizer, scheduler, scaler, dtype, progress and ranks.main
         )
         val_loss = evaluate_loss(model, val, cfg, device)
         seconds = round(time.perf_counter() - start, 2)
@@ -246,19 +266,52 @@ def train_captioner(
             "step_seconds": step_s,
         }
         history.append(row)
-        if val_loss < best:
-            best = val_loss
-            artifacts.write_bytes(ckpt / "best.safetensors", _weights_bytes(model))
-        state = {"fingerprint": key, "epoch": epoch, "best_val_loss": best, "history": history}
-        save_checkpoint(ckpt, model, optimizer, scheduler, scaler, state)
-        artifacts.write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
-        if progress:
+        state = {"fingerprint": key, "epoch": epoch, "best_val_loss": min(best, val_loss), "history": history}
+        if ranks.main:
+            if val_loss < best:
+                artifacts.write_bytes(ckpt / "best.safetensors", _weights_bytes(model))
+            save_checkpoint(ckpt, model, optimizer, scheduler, scaler, state)
+            artifacts.write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        best = state["best_val_loss"]
+        distributed.barrier(ranks)  # no rank runs ahead of a checkpoint it may have to resume from
+        if progress and ranks.main:
             print(f"epoch {epoch}/{cfg.epochs}: train {train_loss:.4f}, val {val_loss:.4f} ({seconds:.0f} s)")
         if on_epoch_end is not None:
             on_epoch_end(row)
-    _drop_resume_state(ckpt, state)
+    if ranks.main:
+        _drop_resume_state(ckpt, state)
+    distributed.barrier(ranks)
     _restore_best(model, ckpt / "best.safetensors")
     return pd.DataFrame(history)
+
+
+def _resume(ckpt: Path, model, optimizer, scheduler, scaler, key: str, ranks, device) -> dict | None:
+    """Every rank loads the checkpoint (rank 0 first tidies the folder); all must reach the same epoch."""
+    if ranks.main:
+        artifacts.remove_partial_files(ckpt)
+    distributed.barrier(ranks)
+    state = load_checkpoint(ckpt, model, optimizer, scheduler, scaler, key)
+    epochs = len(state["history"]) if state else 0
+    low, high = distributed.sum_all(ranks, [-epochs, epochs], device) if ranks.active else (-epochs, epochs)
+    if ranks.active and (-low != epochs * ranks.world or high != epochs * ranks.world):
+        raise RuntimeError(
+            f"rank {ranks.rank} found a checkpoint of {epochs} epochs in {ckpt}, other ranks another: every "
+            "node must see the same checkpoint folder (SageMaker copies the checkpoint S3 prefix to each)"
+        )
+    distributed.barrier(ranks)
+    if state is None and ranks.main:  # a fresh start: best weights left by another configuration must go
+        (ckpt / "best.safetensors").unlink(missing_ok=True)
+    return state
+
+
+def _wrap(model: PrefixCaptioner, ranks, device: torch.device):
+    """The module the training steps call: the model itself, or DistributedDataParallel around it."""
+    if not ranks.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def _optimizer(model: PrefixCaptioner, cfg: TrainConfig, steps_per_epoch: int, dtype: torch.dtype | None):
@@ -290,25 +343,34 @@ def param_groups(model: PrefixCaptioner, cfg: TrainConfig) -> list[dict]:
 
 
 def _train_epoch(
-    model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, progress
+    net, model, pairs, cfg, epoch, optimizer, scheduler, scaler, dtype, progress
 ) -> tuple[float, float]:
-    """One pass over the shuffled pairs; returns the mean training loss and the median seconds per step."""
+    """One pass over the epoch's batches; returns the mean training loss and the median seconds per step.
+
+    `net` is `model` or its DistributedDataParallel wrapper; under torchrun each rank trains on its share.
+    """
     model.train()
-    device = next(model.parameters()).device
-    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(pairs))
-    steps = cfg.steps_per_epoch(len(order))
-    order = order[: steps * cfg.batch_size]
+    ranks, device = distributed.current(), next(model.parameters()).device
+    lengths = pairs.lengths()
+    steps = cfg.steps_per_epoch(len(pairs))
+    global_batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.bucket_by_length, steps)
+    shares = [rank_share(b, ranks.rank, ranks.world) for b in global_batches]
+    # A rank whose share is empty (a last batch smaller than the world) still joins the gradient
+    # all-reduce, on one pair at weight 0.
+    weights = [_share_weight(lengths, b, s, ranks.world) for b, s in zip(global_batches, shares, strict=True)]
+    shares = [s if len(s) else b[:1] for b, s in zip(global_batches, shares, strict=True)]
     bar = tqdm(
-        batches(pairs, cfg.batch_size, order, device),
+        zip(batches(pairs, shares, device), weights, strict=True),
         total=steps,
         desc=f"epoch {epoch}/{cfg.epochs}",
         disable=not progress,
         leave=False,
     )
     losses, times, tick = [], [], time.perf_counter()
-    for feats, tokens, mask in bar:
+    for (feats, tokens, mask), weight in bar:
         with autocast(device, dtype):
-            loss = model(feats, tokens, mask)
+            loss = net(feats, tokens, mask)
+            loss = loss if weight is None else loss * weight
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
@@ -321,8 +383,19 @@ def _train_epoch(
         times.append(now - tick)  # seconds for this step, its batch assembly included
         tick = now
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    # Under DDP each rank's weighted loss is its part of the global mean times the world size.
+    mean = distributed.sum_all(ranks, [float(np.mean(losses)) / ranks.world], device)[0]
     # The first step of an epoch also pays one-off costs (optimizer state, kernel selection): left out.
-    return float(np.mean(losses)), float(np.median(times[1:] or times))
+    return float(mean), float(np.median(times[1:] or times))
+
+
+def _share_weight(lengths: np.ndarray, batch: np.ndarray, share: np.ndarray, world: int) -> float | None:
+    """Factor on a rank's mean loss so DDP's gradient average equals the global batch's token mean.
+
+    None for one process (the loss is used as it is)."""
+    if world == 1:
+        return None
+    return float(lengths[share].sum()) * world / float(lengths[batch].sum())
 
 
 def _drop_resume_state(folder: Path, state: dict) -> None:
