@@ -107,7 +107,7 @@ def test_seeded_split_without_lists(tmp_path: Path):
     (tmp_path / "Images").mkdir()
     names = [f"{1000 + i}_0123456789.jpg" for i in range(50)]
     for n in names[:40]:  # ten captioned images are missing on disk
-        (tmp_path / "Images" / n).write_bytes(b"x")
+        (tmp_path / "Images" / n).write_bytes(jpeg())
     (tmp_path / "Flickr8k.token.txt").write_text(
         "".join(f"{n}#0\tcaption {i}\n" for i, n in enumerate(names))
     )

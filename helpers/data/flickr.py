@@ -3,24 +3,32 @@
 Accepted layout under ``root``: images in ``Images/`` (or ``Flicker8k_Dataset/``, the original archive's
 spelling); captions in ``Flickr8k.token.txt`` (``name.jpg#N<TAB>caption``) or ``captions.txt`` (CSV
 ``image,caption``); split lists ``Flickr_8k.{train,dev,test}Images.txt`` when present, else a seeded split.
-Captions whose image is missing and malformed lines are reported, never fatal.
+Captions whose image is missing, malformed lines and non-UTF-8 lines are reported, never fatal. The result
+is a `CaptionDataset` (`Flickr8k` is the same class, under its old name).
 """
 
 from __future__ import annotations
 
 import csv
 import re
-import string
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from helpers import artifacts
+from helpers.data.captions import (
+    CaptionDataset,
+    CaptionFormatError,
+    assign_splits,
+    build_dataset,
+    collect_captions,
+    normalize_caption,
+    not_utf8,
+    seeded_split,
+    text_lines,
+)
 from helpers.data.download_table import FLICKR8K_ARCHIVES, TABLE
 from helpers.data.downloads import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DownloadError, fetch
 
@@ -44,52 +52,12 @@ SPLIT_FILES = {
 }
 # A real image id such as 1000268201_693b08cb0e.jpg; the known bogus id ...jpg.1 does not match.
 _IMAGE_ID = re.compile(r"[\w\-]+\.(?:jpe?g|png)", re.IGNORECASE)
-# Hyphens and slashes separate words ("black-and-white"); other punctuation is dropped ("dog's" -> "dogs").
-_SEPARATORS = str.maketrans({c: " " for c in "-/"})
-_DROP = str.maketrans("", "", string.punctuation.replace("-", "").replace("/", ""))
+
+Flickr8k = CaptionDataset  # the contract's old name, kept for existing callers
 
 
-class FlickrFormatError(ValueError):
+class FlickrFormatError(CaptionFormatError):
     """The folder is not a Flickr8k-style layout (no captions file, no image folder, partial splits)."""
-
-
-@dataclass
-class Flickr8k:
-    root: Path
-    images_dir: Path
-    captions: dict[str, list[str]]  # image id -> raw captions, file order
-    normalized: dict[str, list[str]]  # lowercased, punctuation stripped, whitespace collapsed
-    splits: dict[str, list[str]]  # train/val/test -> image ids with captions and a file on disk
-    missing_images: list[str]  # captioned ids without an image file
-    problems: list[str]  # malformed lines, with file name and line number
-    split_source: str = "official"  # "official" (the split lists) or "seeded"
-    listed: dict[str, int] = field(default_factory=dict)  # ids named by each official split list
-    uncaptioned_images: list[str] = field(default_factory=list)  # image files no caption refers to
-
-    def image_path(self, name: str) -> Path:
-        """The file of image `name` (KeyError for an id without captions)."""
-        if name not in self.captions:
-            raise KeyError(f"{name!r} has no captions in {self.root}")
-        return self.images_dir / name
-
-    def summary(self) -> dict[str, Any]:
-        """Counts for a report or a manifest."""
-        return {
-            "images_captioned": len(self.captions),
-            "captions": sum(len(c) for c in self.captions.values()),
-            "images_on_disk": len(self.captions) - len(self.missing_images) + len(self.uncaptioned_images),
-            "missing_images": len(self.missing_images),
-            "uncaptioned_images": len(self.uncaptioned_images),
-            "problems": len(self.problems),
-            "split_source": self.split_source,
-            "splits": {name: len(ids) for name, ids in self.splits.items()},
-            "listed": dict(self.listed),
-        }
-
-
-def normalize_caption(text: str) -> str:
-    """Lowercase, strip punctuation, collapse whitespace: ``"A dog's ball ."`` -> ``"a dogs ball"``."""
-    return " ".join(text.lower().translate(_SEPARATORS).translate(_DROP).split())
 
 
 def _token_rows(path: Path, space: bool = False) -> Iterator[tuple[int, str, str | None]]:
@@ -97,48 +65,61 @@ def _token_rows(path: Path, space: bool = False) -> Iterator[tuple[int, str, str
 
     The separator is a tab; with `space`, a line without a tab splits at its first space (Flickr8K-CN's
     ``IMAGE.jpg#zhc#N caption``). The id field may carry tags: ``IMAGE.jpg#N`` or ``IMAGE.jpg#zhc#N``.
+    A line that is not UTF-8 comes back with the id ``""`` and no caption (reported as not UTF-8).
     """
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                key, tab, caption = line.partition("\t")
-                if not tab and space:
-                    key, tab, caption = line.strip().partition(" ")
-                yield lineno, key.split("#", 1)[0], caption if tab else None
+    for lineno, line in text_lines(path):
+        if line is None:
+            yield lineno, "", None
+        elif line.strip():
+            key, tab, caption = line.partition("\t")
+            if not tab and space:
+                key, tab, caption = line.strip().partition(" ")
+            yield lineno, key.split("#", 1)[0], caption if tab else None
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, str, str | None]]:
     """Same from the ``image,caption`` CSV (quoted captions may hold commas and quotes)."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
         for row in reader:
             if not row or (reader.line_num == 1 and [c.strip().lower() for c in row] == ["image", "caption"]):
                 continue
-            yield reader.line_num, row[0].strip(), row[1] if len(row) == 2 else None
+            if any(not_utf8(c) for c in row):
+                yield reader.line_num, "", None
+            else:
+                yield reader.line_num, row[0].strip(), row[1] if len(row) == 2 else None
 
 
 def read_caption_file(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
     """({image id: captions}, problems) of any file in the ``IMAGE.jpg#N<tab or space>caption`` family."""
-    return _read_captions(Path(path), _token_rows(Path(path), space=True))
+    captions, problems, _ = _read_captions(Path(path), _token_rows(Path(path), space=True))
+    return captions, problems
 
 
-def _read_captions(path: Path, rows: Iterator | None = None) -> tuple[dict[str, list[str]], list[str]]:
+def _read_captions(path: Path, rows: Iterator | None = None) -> tuple[dict[str, list[str]], list[str], int]:
     if rows is None:
         rows = _token_rows(path) if path.name == TOKEN_FILE else _csv_rows(path)
-    captions: dict[str, list[str]] = {}
-    problems = []
-    for lineno, name, caption in rows:
-        where = f"{path.name} line {lineno}"
-        if caption is None:
-            problems.append(f"{where}: expected an image id and one caption")
-        elif not _IMAGE_ID.fullmatch(name):
-            problems.append(f"{where}: bad image id {name!r}")
-        elif not caption.strip():
-            problems.append(f"{where}: empty caption for {name}")
-        else:
-            captions.setdefault(name, []).append(caption.strip())
-    return captions, problems
+    problems: list[str] = []
+
+    def good() -> Iterator[tuple[str, str, str]]:
+        for lineno, name, caption in rows:
+            where = f"{path.name} line {lineno}"
+            if caption is None and not name:
+                problems.append(f"{where}: not UTF-8 text (line left out)")
+            elif caption is None:
+                problems.append(f"{where}: expected an image id and one caption")
+            elif not _IMAGE_ID.fullmatch(name):
+                problems.append(f"{where}: bad image id {name!r}")
+            else:
+                yield where, name, caption
+
+    captions, more, duplicates = collect_captions(good())
+    return captions, sorted(problems + more, key=_line_order), duplicates
+
+
+def _line_order(problem: str) -> int:
+    """Problems in file order (the line number after 'line ')."""
+    return int(problem.split(" line ", 1)[1].split(":", 1)[0])
 
 
 def _find(root: Path) -> tuple[Path, Path]:
@@ -150,13 +131,20 @@ def _find(root: Path) -> tuple[Path, Path]:
     if captions is None:
         hint = f"; did you mean {root / 'flickr8k'}?" if (root / "flickr8k").is_dir() else ""
         raise FlickrFormatError(f"{root} has neither {TOKEN_FILE} nor {CSV_FILE}; found {found}{hint}")
-    images = next((root / n for n in IMAGE_DIRS if (root / n).is_dir()), None)
-    if images is None:
-        raise FlickrFormatError(f"{root} has no image folder ({' or '.join(IMAGE_DIRS)}/); found {found}")
+    images = find_image_dir(root, found)
     return captions, images
 
 
-def _official_lists(root: Path) -> dict[str, list[str]] | None:
+def find_image_dir(root: Path, found: str = "") -> Path:
+    """``root/Images`` or ``root/Flicker8k_Dataset``, else a clear error."""
+    images = next((root / n for n in IMAGE_DIRS if (root / n).is_dir()), None)
+    if images is None:
+        raise FlickrFormatError(f"{root} has no image folder ({' or '.join(IMAGE_DIRS)}/); found {found}")
+    return images
+
+
+def official_lists(root: Path) -> dict[str, list[str]] | None:
+    """train/val/test -> names of the official split list files under `root` (None: no lists)."""
     present = {k: root / f for k, f in SPLIT_FILES.items() if (root / f).is_file()}
     if not present:
         return None
@@ -169,63 +157,37 @@ def _official_lists(root: Path) -> dict[str, list[str]] | None:
     }
 
 
-def _official_splits(
-    lists: dict[str, list[str]], keep: set[str], problems: list[str]
-) -> dict[str, list[str]]:
-    """The listed images that are usable; an image listed twice stays in its first split only (no leak)."""
-    splits: dict[str, list[str]] = {k: [] for k in lists}
-    seen: dict[str, str] = {}
-    for k, ids in lists.items():
-        for n in ids:
-            if n in seen:
-                problems.append(f"{SPLIT_FILES[k]}: {n} is already in the {seen[n]} split")
-                continue
-            seen[n] = k
-            if n in keep:
-                splits[k].append(n)
-    return splits
-
-
-def _seeded_split(
-    ids: list[str], seed: int, val_fraction: float, test_fraction: float
-) -> dict[str, list[str]]:
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"need 0 <= val_fraction, test_fraction and a sum < 1, got {val_fraction}, {test_fraction}"
-        )
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_test, n_val = round(len(ids) * test_fraction), round(len(ids) * val_fraction)
-    picked = [ids[i] for i in order]
-    test, val, train = picked[:n_test], picked[n_test : n_test + n_val], picked[n_test + n_val :]
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
-
-
 def load_flickr8k(
-    root: str | Path, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1
-) -> Flickr8k:
+    root: str | Path,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    check_images: bool = True,
+) -> CaptionDataset:
     """Read a Flickr8k-style folder; the seed and fractions only matter when there are no split lists."""
     root = Path(root).expanduser()
     captions_file, images_dir = _find(root)
-    captions, problems = _read_captions(captions_file)
+    captions, problems, duplicates = _read_captions(captions_file)
     on_disk = {p.name for p in images_dir.iterdir() if p.is_file()}
-    usable = sorted(n for n in captions if n in on_disk)
-    lists = _official_lists(root)
+    lists = official_lists(root)
     if lists is None:
-        splits, source, listed = _seeded_split(usable, seed, val_fraction, test_fraction), "seeded", {}
+        usable = sorted(n for n in captions if n in on_disk)
+        splits, source, listed = seeded_split(usable, seed, val_fraction, test_fraction), "seeded", {}
     else:
-        splits, source = _official_splits(lists, set(usable), problems), "official"
+        rows = ((SPLIT_FILES[k], n, k) for k, ids in lists.items() for n in ids)
+        splits, source = assign_splits(rows, "", problems), "official"
         listed = {k: len(ids) for k, ids in lists.items()}
-    return Flickr8k(
-        root=root,
-        images_dir=images_dir,
-        captions=captions,
-        normalized={n: [normalize_caption(c) for c in cs] for n, cs in captions.items()},
-        splits=splits,
-        missing_images=sorted(n for n in captions if n not in on_disk),
-        problems=problems,
+    return build_dataset(
+        root,
+        images_dir,
+        captions,
+        splits,
+        problems,
+        check_images=check_images,
         split_source=source,
         listed=listed,
         uncaptioned_images=sorted(n for n in on_disk if n not in captions and _IMAGE_ID.fullmatch(n)),
+        duplicates=duplicates,
     )
 
 
