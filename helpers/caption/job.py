@@ -41,7 +41,7 @@ KNOBS += ("warmup", "decoding", "seed", "max_steps")
 
 
 def _value(text: str):
-    """A hyperparameter as the SDK serialises it: JSON (numbers, true/false, null, lists) or a plain string."""
+    """A hyperparameter as the SDK serialises it: JSON (numbers, true/false, null, lists) or a string."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_dir = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     checkpoints = Path(args.checkpoint_dir)
-    knobs = {k: getattr(args, k) for k in KNOBS}
+    knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}  # None: the preset's
     cfg = CaptionConfig.for_preset(args.preset, str(output_dir / "run"), str(_channel("data")), **knobs)
     if args.bucket_by_length is not None:
         cfg = dataclasses.replace(
