@@ -1,0 +1,187 @@
+"""Train the captioner as a SageMaker training job: ModelTrainer + Torchrun, managed spot, S3 checkpoints.
+
+The job runs `python -m helpers.caption.job` under the SDK's own torchrun driver in the PyTorch training
+image; the run folder's data reach it as input channels (uploaded with `helpers.aws.s3sync.push`), its
+checkpoints live in /opt/ml/checkpoints (synced to S3 by SageMaker, so a reclaimed spot instance resumes),
+and its SM_MODEL_DIR comes back as model.tar.gz, which `fetch_model` unpacks into run_dir/captions/model/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers import artifacts
+from helpers.aws import s3sync
+from helpers.aws.context import AwsContext
+from helpers.config import project_root
+
+#: PyTorch training image of the SDK's catalogue (image_uri_config/pytorch.json). 2.9.0 on py312 is the
+#: newest with Python 3.12: transformers 5.24 needs torch >= 2.6 and Python >= 3.11, and py312 is closer
+#: to the notebook's 3.11 than 2.10.0's py313 (fewer pins without wheels). No image has torch 2.13.
+TORCH_VERSION = "2.9.0"
+PY_VERSION = "py312"
+CHECKPOINTS = "/opt/ml/checkpoints"  # SageMaker syncs this folder with CheckpointConfig.s3_uri
+ENTRY_SCRIPT = "train_captioner.py"
+ENTRY_CODE = "from helpers.caption.job import main\n\nif __name__ == '__main__':\n    main()\n"
+#: Packages the image lacks (torch and numpy come with it); resolved for py312 by the platform check.
+JOB_REQUIREMENTS = ("transformers", "tokenizers", "safetensors", "pandas")
+#: The training loop prints "epoch 3/10: train 2.3456, val 2.5678 (41 s)" (helpers.caption.train).
+METRICS = {"train:loss": r"epoch \d+/\d+: train ([0-9.]+),", "val:loss": r", val ([0-9.]+) \("}
+
+
+@dataclass
+class JobSpec:
+    """What to run and where: the knobs of notebook 09's parameters cell."""
+
+    instance_type: str = "ml.g5.12xlarge"
+    instance_count: int = 1
+    gpus_per_instance: int = 4  # torchrun processes per node
+    spot: bool = True
+    max_run_s: int = 8 * 3600  # hard cap on training time (paid)
+    max_wait_s: int = 12 * 3600  # spot: training time plus waiting for capacity; >= max_run_s
+    volume_gb: int = 50
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)  # channel name -> s3:// prefix
+
+    def __post_init__(self) -> None:
+        if self.spot and self.max_wait_s < self.max_run_s:
+            raise ValueError(f"max_wait_s ({self.max_wait_s}) must be >= max_run_s ({self.max_run_s})")
+        if self.instance_count < 1 or self.gpus_per_instance < 1:
+            raise ValueError("instance_count and gpus_per_instance must be >= 1")
+
+
+def training_image(region: str, instance_type: str) -> str:
+    """The pinned PyTorch training image (GPU build on GPU instances) for the region."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(
+        framework="pytorch",
+        region=region,
+        version=TORCH_VERSION,
+        py_version=PY_VERSION,
+        instance_type=instance_type,
+        image_scope="training",
+    )
+
+
+def job_requirements(requirements: Path) -> list[str]:
+    """The project's pins of JOB_REQUIREMENTS ("name==version" lines of requirements.txt)."""
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", requirements.read_text(), flags=re.MULTILINE))
+    pins = {k.lower(): v for k, v in pins.items()}
+    missing = [name for name in JOB_REQUIREMENTS if name not in pins]
+    if missing:
+        raise ValueError(f"{requirements} pins none of {missing}")
+    return [f"{name}=={pins[name]}" for name in JOB_REQUIREMENTS]
+
+
+def stage_source(dest: Path) -> Path:
+    """A source dir for the job: the helpers package, the entry script and requirements.txt."""
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError("training jobs need the checkout: install with `pip install -e .`")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(root / "helpers", dest / "helpers", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dest / ENTRY_SCRIPT).write_text(ENTRY_CODE)
+    (dest / "requirements.txt").write_text("\n".join(job_requirements(root / "requirements.txt")) + "\n")
+    return dest
+
+
+def build_trainer(ctx: AwsContext, spec: JobSpec, source_dir: Path, name: str = "caption-train") -> Any:
+    """A ModelTrainer for `spec` (nothing is sent until `.train()`)."""
+    from sagemaker.train.configs import (
+        CheckpointConfig,
+        Compute,
+        InputData,
+        OutputDataConfig,
+        SourceCode,
+        StoppingCondition,
+    )
+    from sagemaker.train.distributed import Torchrun
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    stopping = StoppingCondition(max_runtime_in_seconds=spec.max_run_s)
+    if spec.spot:
+        stopping.max_wait_time_in_seconds = spec.max_wait_s
+    trainer = ModelTrainer(
+        sagemaker_session=ctx.sagemaker_session,
+        role=ctx.role,
+        base_job_name=name,
+        training_image=training_image(ctx.region, spec.instance_type),
+        source_code=SourceCode(
+            source_dir=str(source_dir), entry_script=ENTRY_SCRIPT, requirements="requirements.txt"
+        ),
+        distributed=Torchrun(process_count_per_node=spec.gpus_per_instance),
+        compute=Compute(
+            instance_type=spec.instance_type,
+            instance_count=spec.instance_count,
+            volume_size_in_gb=spec.volume_gb,
+            enable_managed_spot_training=spec.spot,
+        ),
+        stopping_condition=stopping,
+        input_data_config=[InputData(channel_name=k, data_source=v) for k, v in spec.channels.items()],
+        output_data_config=OutputDataConfig(s3_output_path=ctx.s3_uri("jobs")),
+        checkpoint_config=CheckpointConfig(s3_uri=ctx.s3_uri("checkpoints", name), local_path=CHECKPOINTS),
+        hyperparameters=dict(spec.hyperparameters),
+    )
+    return trainer.with_metric_definitions(metric_definitions())
+
+
+def metric_definitions() -> list[Any]:
+    """The loss lines of the training loop as console metrics."""
+    from sagemaker.core.shapes import MetricDefinition
+
+    return [MetricDefinition(name=k, regex=v) for k, v in METRICS.items()]
+
+
+def upload_inputs(ctx: AwsContext, run_dir: Path, folders: dict[str, str]) -> dict[str, str]:
+    """Push run_dir/<folder> for each channel; returns channel -> s3:// prefix."""
+    channels = {}
+    for channel, rel in folders.items():
+        uri = ctx.s3_uri("runs", run_dir.name, rel)
+        s3sync.push(ctx, run_dir / rel, uri)
+        channels[channel] = uri
+    return channels
+
+
+def unpack_model(tarball: Path, model_dir: Path) -> Path:
+    """Unpack a job's model.tar.gz into `model_dir` (replaced whole, only once the archive checked out)."""
+    partial = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(partial, filter="data")  # rejects absolute paths and links out of the folder
+    if not (partial / "captioner.json").is_file():
+        shutil.rmtree(partial)
+        raise ValueError(f"{tarball} holds no captioner.json: not a captioner folder")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    partial.rename(model_dir)
+    return model_dir
+
+
+def fetch_model(ctx: AwsContext, model_s3_uri: str, run_dir: Path, record: dict[str, Any]) -> Path:
+    """Download the job's model.tar.gz into run_dir/captions/model/ and write captions/job.json."""
+    bucket, key = s3sync.split_s3_uri(model_s3_uri)
+    tarball = run_dir / "captions" / "job-model.tar.gz"
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    # SageMaker writes no checksum metadata on model.tar.gz (s3sync.download_file needs it): tarfile checks it.
+    ctx.client("s3").download_file(bucket, key, str(tarball))
+    model_dir = unpack_model(tarball, run_dir / "captions" / "model")
+    tarball.unlink()
+    artifacts.write_json(run_dir / "captions" / "job.json", {**record, "model_s3_uri": model_s3_uri})
+    return model_dir
+
+
+def job_record(job: Any) -> dict[str, Any]:
+    """Name, status, instance, billable seconds and final metrics of a finished TrainingJob."""
+    metrics = {m.metric_name: m.value for m in (getattr(job, "final_metric_data_list", None) or [])}
+    return {
+        "job_name": job.training_job_name,
+        "status": job.training_job_status,
+        "billable_seconds": getattr(job, "billable_time_in_seconds", None),
+        "training_seconds": getattr(job, "training_time_in_seconds", None),
+        "final_metrics": metrics,
+    }
