@@ -101,3 +101,28 @@ def test_seeded_split_by_image_is_written_and_reused(tmp_path: Path, world: Path
     assert sizes == [32, 4, 4] and len(set(sum(first.splits.values(), []))) == 40  # by image, disjoint
     again = load_folder(folder, seed=99, split_file=split_file)
     assert again.split_source == "recorded" and again.splits == first.splits
+
+
+@pytest.mark.parametrize("dataset", ["karpathy:coco", "karpathy:flickr8k", "folder"])
+def test_smoke_config_reads_the_synthetic_world_through_each_reader(tmp_path: Path, dataset: str):
+    """Each smoke source holds the smoke run's data exactly, so the smoke run's learning bars carry over."""
+    from helpers.caption.config import CaptionConfig
+
+    base = CaptionConfig.for_preset("smoke", str(tmp_path)).load_data(check_images=False)
+    cfg = CaptionConfig.for_preset("smoke", str(tmp_path), dataset=dataset)
+    data = cfg.load_data()
+    assert data.source == dataset and cfg.to_dict()["dataset"] == dataset
+    assert data.splits == base.splits and [data.captions[n] for n in data.splits["test"]] == [
+        base.captions[n] for n in base.splits["test"]
+    ]
+    first, ref = data.splits["test"][0], base.splits["test"][0]
+    assert data.image_path(first).read_bytes() == base.image_path(ref).read_bytes()
+
+
+def test_unknown_dataset_strings_fail_at_once(tmp_path: Path):
+    from helpers.caption.config import CaptionConfig
+
+    with pytest.raises(ValueError, match=r"expected flickr8k, karpathy:<coco\|flickr30k\|flickr8k>"):
+        CaptionConfig.for_preset("smoke", str(tmp_path), dataset="karpathy:imagenet")
+    with pytest.raises(ValueError, match="needs data_source"):
+        CaptionConfig.for_preset("full", str(tmp_path), dataset="karpathy:flickr30k").resolve_data()

@@ -14,6 +14,7 @@ from helpers.caption.features import EncoderConfig
 from helpers.caption.model import SMALL_GPT2, PrefixConfig
 from helpers.caption.train import TrainConfig
 from helpers.config import RunPaths, preset_knobs, require_data_source
+from helpers.data.sources import parse_dataset
 
 #: The synthetic Flickr8k-style world of the smoke preset (helpers.data.ensure_synthetic_flickr kwargs):
 #: 600 pictures (480 train / 60 val / 60 test), five captions each, of one or two circles in four colours
@@ -100,6 +101,8 @@ class CaptionConfig:
     compare_encoders: tuple[str, ...] = ()  # the encoder study's encoders (specs, or "best")
     study_epochs: int = 1  # epochs of each encoder-study training
     check_first_epoch: bool = False  # after epoch 1, warn when the captioner is not below its blind twin
+    dataset: str = "flickr8k"  # flickr8k | karpathy:<coco|flickr30k|flickr8k> | folder:<path>
+    restval: str = "train"  # where Karpathy's COCO restval images go: train | val | exclude
 
     @classmethod
     def for_preset(
@@ -122,9 +125,12 @@ class CaptionConfig:
         compare_encoders: list[str] | tuple[str, ...] | None = None,
         study_epochs: int | None = None,
         check_first_epoch: bool | None = None,
+        dataset: str = "flickr8k",
+        restval: str = "train",
     ) -> CaptionConfig:
         """Knobs left as None take the preset's default (`max_steps` None: no cap)."""
         paths = RunPaths.for_run(preset, run_dir)
+        parse_dataset(dataset)  # an unknown dataset string fails here, before any work
         require_data_source(preset, data_source, "a Flickr8k-style folder (e.g. <data-dir>/flickr8k)")
         knobs = preset_knobs(
             preset,
@@ -179,6 +185,8 @@ class CaptionConfig:
             compare_encoders=tuple(knobs["compare_encoders"]),
             study_epochs=knobs["study_epochs"],
             check_first_epoch=knobs["check_first_epoch"],
+            dataset=dataset,
+            restval=restval,
         )
 
     def decodings(self) -> list[DecodeConfig]:
@@ -195,14 +203,40 @@ class CaptionConfig:
         return sorted(names[i] for i in rng.choice(len(names), self.max_train_images, replace=False))
 
     def resolve_data(self) -> Path:
-        """The Flickr8k folder to read: given, synthetic (written once) or downloaded (full)."""
+        """The folder the dataset is read from: given (an s3:// URI is pulled into run_dir/sources/s3),
+        synthetic (smoke, written once) or downloaded (full, Flickr8k)."""
         from helpers.data import ensure_synthetic_flickr, fetch_flickr8k
 
+        kind, arg = parse_dataset(self.dataset)
+        if self.data_source is not None and self.data_source.startswith("s3://"):
+            return _pull_s3(self.data_source, self.paths.sources / "s3")
         if self.data_source is not None:
             return Path(self.data_source).expanduser()
+        if kind == "folder" and arg:
+            return Path(arg).expanduser()
         if self.preset == "smoke":
-            return ensure_synthetic_flickr(self.paths.sources, **self.synthetic)
-        return fetch_flickr8k(self.paths.sources)
+            return _synthetic_source(ensure_synthetic_flickr(self.paths.sources, **self.synthetic), kind, arg)
+        if kind == "flickr8k":
+            return fetch_flickr8k(self.paths.sources)
+        raise ValueError(
+            f"dataset {self.dataset!r} needs data_source: a folder or s3:// URI with the files "
+            "docs/datasets.md names (karpathy:<name>: dataset_<name>.json and its images; folder: images + "
+            "metadata.jsonl or captions.csv)"
+        )
+
+    def load_data(self, check_images: bool = True):
+        """The run's CaptionDataset; a seeded folder split is written to (and reused from) captions/."""
+        from helpers.data.sources import load_dataset
+
+        split_file = self.paths.captions / "splits.json"
+        return load_dataset(
+            self.dataset,
+            self.resolve_data(),
+            seed=self.seed,
+            restval=self.restval,
+            split_file=split_file,
+            check_images=check_images,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record of the configuration, stored in every metrics file."""
@@ -223,4 +257,35 @@ class CaptionConfig:
             "compare_encoders": list(self.compare_encoders),
             "study_epochs": self.study_epochs,
             "check_first_epoch": self.check_first_epoch,
+            "dataset": self.dataset,
+            "restval": self.restval,
         }
+
+
+def _synthetic_source(flickr_dir: Path, kind: str, name: str) -> Path:
+    """The smoke world in the layout `kind` reads: the Flickr8k folder, or a Karpathy JSON / own folder
+    written from it (same images, captions and splits)."""
+    if kind == "flickr8k":
+        return flickr_dir
+    from helpers.data import load_flickr8k
+    from helpers.data.folder import write_folder
+    from helpers.data.karpathy import write_karpathy
+
+    dest = flickr_dir.parent / (f"karpathy-{name}" if kind == "karpathy" else "folder")
+    if not dest.is_dir():
+        flickr = load_flickr8k(flickr_dir)
+        write_folder(flickr, dest)
+        if kind == "karpathy":
+            write_karpathy(flickr, dest, name)
+    return dest
+
+
+def _pull_s3(uri: str, dest: Path) -> Path:
+    """Sync an S3 prefix into `dest/<bucket>/<prefix>` (helpers.aws, checksums verified) and return it."""
+    from helpers.aws.context import connect
+    from helpers.aws.s3sync import pull, split_s3_uri
+
+    bucket, prefix = split_s3_uri(uri)
+    local = dest / bucket / prefix.strip("/")
+    pull(connect(), uri, local)
+    return local
