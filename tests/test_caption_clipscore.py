@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from helpers.caption.clip import ClipEncoder
-from helpers.caption.clipscore import PROMPT, ClipScorer, char_clip_tokenizer, clip_scores, score_embeddings
+from helpers.caption.clipscore import (
+    PROMPT,
+    ClipScorer,
+    char_clip_tokenizer,
+    clip_scores,
+    image_embeddings,
+    score_embeddings,
+)
 from helpers.caption.features import EncoderConfig
 
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -82,3 +89,25 @@ def test_pretrained_path_loads_the_text_tower_of_the_encoders_checkpoint(tmp_pat
     with torch.no_grad():
         expected = full.get_text_features(**enc).pooler_output.numpy()
     np.testing.assert_allclose(scorer.embed_texts(["a dog"]), unit(expected), atol=1e-5)
+
+
+def test_image_embeddings_reuse_the_feature_cache_only_for_the_scorers_own_clip(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    encoder = ClipEncoder.build(EncoderConfig("clip", None, 32, seed=0, vision=TINY_VISION))
+    scorer = ClipScorer.for_run(encoder, pretrained=False, input_size=32)
+    assert scorer.images is encoder
+    pics = {
+        n: np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i, n in enumerate("ab")
+    }
+    for n, p in pics.items():
+        Image.fromarray(p).save(tmp_path / f"{n}.png")
+    feats = encoder.encode(list(pics.values()))
+    cache = SimpleNamespace(encoder=encoder, features=feats.astype(np.float16), rows={"a": 0, "b": 1})
+    got = image_embeddings(scorer, cache, ["b", "a"], lambda n: tmp_path / f"{n}.png")
+    np.testing.assert_allclose(got, feats[[1, 0]], rtol=1e-2, atol=1e-3)
+    other = SimpleNamespace(encoder=object(), features=None, rows=None)  # e.g. a ResNet cache: encode afresh
+    fresh = image_embeddings(scorer, other, ["b", "a"], lambda n: tmp_path / f"{n}.png")
+    np.testing.assert_allclose(fresh, unit(feats[[1, 0]]), atol=1e-5)

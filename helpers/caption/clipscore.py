@@ -77,6 +77,17 @@ class ClipScorer:
         )
         return cls(images, CLIPTextModelWithProjection(config).to(images.device), tokenizer, False)
 
+    @classmethod
+    def for_run(cls, encoder: Any, pretrained: bool, input_size: int, seed: int = 0) -> ClipScorer:
+        """The run's encoder when it is a CLIP, else a CLIP of its own (openai's, or random like smoke's)."""
+        if isinstance(encoder, ClipEncoder):
+            return cls.for_encoder(encoder)
+        from helpers.caption.features import EncoderConfig
+
+        return cls.for_encoder(
+            ClipEncoder.build(EncoderConfig.from_spec("clip", None, pretrained, input_size, seed))
+        )
+
     def describe(self) -> str:
         """What the scores are, for the metrics file and the notebook's output."""
         if self.pretrained:
@@ -98,6 +109,15 @@ class ClipScorer:
     def embed_images(self, images: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """(N, D) L2-normalised CLIP image embeddings of uint8 RGB pictures."""
         return normalise(self.images.encode(images, progress=progress))
+
+
+def image_embeddings(scorer: ClipScorer, cache: Any, names: list[str], image_path: Any) -> np.ndarray:
+    """Rows of `names`: the feature cache's (float16) when its encoder is the scorer's, else encoded."""
+    if cache is not None and cache.encoder is scorer.images:
+        return cache.features[[cache.rows[n] for n in names]].astype(np.float32)
+    from helpers.data import decode_image
+
+    return scorer.embed_images([decode_image(image_path(n)) for n in names], progress=True)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -171,4 +191,11 @@ def _load_text_tower(cls: Any, weights: str) -> Any:
     return model
 
 
-__all__ = ["CLIP_HUB_ID", "ClipScorer", "char_clip_tokenizer", "clip_scores", "score_embeddings"]
+__all__ = [
+    "CLIP_HUB_ID",
+    "ClipScorer",
+    "char_clip_tokenizer",
+    "clip_scores",
+    "image_embeddings",
+    "score_embeddings",
+]
