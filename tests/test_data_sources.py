@@ -126,3 +126,15 @@ def test_unknown_dataset_strings_fail_at_once(tmp_path: Path):
         CaptionConfig.for_preset("smoke", str(tmp_path), dataset="karpathy:imagenet")
     with pytest.raises(ValueError, match="needs data_source"):
         CaptionConfig.for_preset("full", str(tmp_path), dataset="karpathy:flickr30k").resolve_data()
+
+
+def test_real_flickr8k_sample_reads_the_same_through_karpathy_json(real_samples: Path, tmp_path: Path):
+    """A Karpathy-format file built from the real captions and official splits gives the same dataset."""
+    from helpers.data.sources import load_dataset
+
+    flickr = load_dataset("flickr8k", real_samples / "flickr8k")
+    json_path = write_karpathy(flickr, tmp_path, "flickr8k")
+    (tmp_path / "Images").symlink_to(flickr.images_dir)
+    karpathy = load_dataset("karpathy:flickr8k", tmp_path)
+    same(flickr, karpathy)
+    assert json_path.name == "dataset_flickr8k.json" and sum(len(v) for v in karpathy.splits.values()) > 0
