@@ -1,7 +1,8 @@
 """helpers.caption.job under the real launchers, on 127.0.0.1 with gloo: torchrun with two ranks trains
-the smoke captioner to the weights one process reaches at the same global batch and seed, and the
-SageMaker SDK's own torchrun driver runs the job as one node of two processes and as two nodes, leaving a
-model folder that `Captioner.load` reads. Each run: a few steps of the smoke captioner, one thread a rank."""
+the smoke captioner to the weights one process reaches at the same global batch and seed, a two-rank run
+killed mid-run resumes to them, and the SageMaker SDK's own torchrun driver runs the job as one node of
+two processes and as two nodes, leaving a model folder that `Captioner.load` reads. Each run: a few steps
+of the smoke captioner, one thread a rank."""
 
 from __future__ import annotations
 
@@ -128,3 +129,29 @@ def test_sagemaker_torchrun_driver_trains_the_job(channels, one_process, tmp_pat
     assert captioner.model.cfg.feature_dim == 512
     if hosts == 2:
         assert not (tmp_path / "node1" / "model").exists()  # rank 0 alone writes
+
+
+def test_two_ranks_killed_mid_run_resume_to_the_same_weights(channels, one_process, tmp_path):
+    """Killed once epoch 1's checkpoint is written (epoch 2 under way), restarted from it, like a spot job."""
+    import json
+    import time
+
+    env = job_env(channels, tmp_path)
+    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    cmd = [*cmd, f"--master_port={free_port()}", str(JOB_SCRIPT), *STEPS]
+    state = tmp_path / "checkpoints" / "model" / "checkpoint" / "state.json"
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (state.is_file() and json.loads(state.read_text()).get("epoch") == 1):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    assert not json.loads(state.read_text()).get("finished")  # killed before the end
+    assert not (tmp_path / "model").exists()
+    launch([cmd], [env])
+    assert_same_weights(best_weights(tmp_path), best_weights(one_process))
