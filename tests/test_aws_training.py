@@ -1,4 +1,4 @@
-"""Training jobs: the CreateTrainingJob request ModelTrainer sends (against moto), and a job's model coming back."""
+"""Training jobs: the CreateTrainingJob request ModelTrainer sends (to moto); a job's model coming back."""
 
 from __future__ import annotations
 
@@ -107,16 +107,24 @@ def tiny_captioner(folder: Path) -> Path:
     return Captioner(encoder, model, DecodeConfig("greedy", max_new_tokens=4)).save(folder)
 
 
-def test_finished_job_model_comes_back_into_the_run_folder(tmp_path):
+@pytest.fixture(scope="module")
+def captioner_tarball(tmp_path_factory) -> Path:
+    """A real (tiny) captioner folder packed the way SageMaker packs SM_MODEL_DIR."""
+    root = tmp_path_factory.mktemp("job-model")
+    model = tiny_captioner(root / "model")
+    tarball = root / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:  # SageMaker tars SM_MODEL_DIR's contents at the top
+        for path in sorted(model.iterdir()):
+            tar.add(path, arcname=path.name)
+    return tarball
+
+
+def test_finished_job_model_comes_back_into_the_run_folder(tmp_path, captioner_tarball):
     import numpy as np
 
     from helpers.caption.captioner import Captioner
 
-    model = tiny_captioner(tmp_path / "job-model")
-    tarball = tmp_path / "model.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:  # SageMaker tars SM_MODEL_DIR's contents at the top
-        for path in sorted(model.iterdir()):
-            tar.add(path, arcname=path.name)
+    model, tarball = captioner_tarball.parent / "model", captioner_tarball
     key = "caption-workbench/jobs/caption-r-1/output/model.tar.gz"
     boto3.client("s3", region_name=REGION).upload_file(str(tarball), BUCKET, key)
     run_dir = tmp_path / "run"
@@ -142,3 +150,18 @@ def test_archive_without_a_captioner_is_refused_and_the_old_model_kept(tmp_path)
     with pytest.raises(ValueError, match="no captioner.json"):
         training.unpack_model(tarball, old)
     assert (old / "captioner.json").is_file() and not (tmp_path / "model.partial").exists()
+
+
+def test_launch_wait_and_bring_the_model_back(tmp_path, captioner_tarball):
+    ctx = connect(region=REGION, role=ROLE, bucket=BUCKET)
+    source = training.stage_source(tmp_path / "src")
+    trainer = training.build_trainer(ctx, training.JobSpec(**SPEC), source, name="caption-r")
+    job = training.launch(trainer)  # moto finishes a job at once; its model.tar.gz is put there below
+    uri = job.model_artifacts.s3_model_artifacts
+    assert uri == f"s3://{BUCKET}/caption-workbench/jobs/{job.training_job_name}/output/model.tar.gz"
+    boto3.client("s3", region_name=REGION).upload_file(str(captioner_tarball), BUCKET, uri.split("/", 3)[3])
+    model = training.fetch_model(ctx, uri, tmp_path / "run", training.job_record(job))
+    record = json.loads((tmp_path / "run" / "captions" / "job.json").read_text())
+    assert record["job_name"] == job.training_job_name and record["status"] == "Completed"
+    assert record["instance_type"] == "ml.g4dn.12xlarge" and record["instance_count"] == 2
+    assert (model / "captioner.json").is_file()

@@ -27,7 +27,9 @@ TORCH_VERSION = "2.9.0"
 PY_VERSION = "py312"
 CHECKPOINTS = "/opt/ml/checkpoints"  # SageMaker syncs this folder with CheckpointConfig.s3_uri
 ENTRY_SCRIPT = "train_captioner.py"
-ENTRY_CODE = "from helpers.caption.job import main\n\nif __name__ == '__main__':\n    main()\n"
+ENTRY_CODE = (
+    "from helpers.caption.job import main\n\nif __name__ == '__main__':\n    raise SystemExit(main())\n"
+)
 #: Packages the image lacks (torch and numpy come with it); resolved for py312 by the platform check.
 JOB_REQUIREMENTS = ("transformers", "tokenizers", "safetensors", "pandas")
 #: The training loop prints "epoch 3/10: train 2.3456, val 2.5678 (41 s)" (helpers.caption.train).
@@ -167,7 +169,7 @@ def fetch_model(ctx: AwsContext, model_s3_uri: str, run_dir: Path, record: dict[
     bucket, key = s3sync.split_s3_uri(model_s3_uri)
     tarball = run_dir / "captions" / "job-model.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    # SageMaker writes no checksum metadata on model.tar.gz (s3sync.download_file needs it): tarfile checks it.
+    # A job's model.tar.gz has no checksum metadata (s3sync.download_file needs it); tarfile checks it.
     ctx.client("s3").download_file(bucket, key, str(tarball))
     model_dir = unpack_model(tarball, run_dir / "captions" / "model")
     tarball.unlink()
@@ -175,13 +177,31 @@ def fetch_model(ctx: AwsContext, model_s3_uri: str, run_dir: Path, record: dict[
     return model_dir
 
 
+def launch(trainer: Any) -> Any:
+    """Start the job, stream its logs until it ends; returns the finished sagemaker-core TrainingJob."""
+    trainer.train(wait=True, logs=True)
+    return trainer._latest_training_job  # the SDK keeps the job it started only here (no public getter)
+
+
+def _field(job: Any, name: str) -> Any:
+    """A TrainingJob field, None where the service left it out (sagemaker-core's Unassigned)."""
+    from sagemaker.core.utils.utils import Unassigned
+
+    value = getattr(job, name, None)
+    return None if isinstance(value, Unassigned) else value
+
+
 def job_record(job: Any) -> dict[str, Any]:
     """Name, status, instance, billable seconds and final metrics of a finished TrainingJob."""
-    metrics = {m.metric_name: m.value for m in (getattr(job, "final_metric_data_list", None) or [])}
+    metrics = {m.metric_name: m.value for m in (_field(job, "final_metric_data_list") or [])}
+    resources = _field(job, "resource_config")
     return {
         "job_name": job.training_job_name,
-        "status": job.training_job_status,
-        "billable_seconds": getattr(job, "billable_time_in_seconds", None),
-        "training_seconds": getattr(job, "training_time_in_seconds", None),
+        "status": _field(job, "training_job_status"),
+        "instance_type": resources and resources.instance_type,
+        "instance_count": resources and resources.instance_count,
+        "spot": _field(job, "enable_managed_spot_training"),
+        "billable_seconds": _field(job, "billable_time_in_seconds"),
+        "training_seconds": _field(job, "training_time_in_seconds"),
         "final_metrics": metrics,
     }
