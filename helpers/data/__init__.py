@@ -1,5 +1,6 @@
 """Datasets in their canonical formats: CIFAR-100, Flickr8k, their synthetic stand-ins, and image decoding."""
 
+from helpers.data.captions import CaptionDataset, CaptionFormatError
 from helpers.data.cifar import (
     CIFAR100_COARSE_LABELS,
     CIFAR100_FINE_LABELS,
@@ -19,6 +20,7 @@ from helpers.data.flickr import (
 )
 from helpers.data.images import ImageDecodeError, decode_image
 from helpers.data.prepared import SPLITS, Prepared, Split, load_prepared, save_prepared, split_indices
+from helpers.data.sources import load_dataset, parse_dataset
 from helpers.data.synthetic import (
     captions_for,
     cifar_class,
@@ -30,6 +32,8 @@ from helpers.data.synthetic import (
 
 __all__ = [
     "CIFAR100_COARSE_LABELS",
+    "CaptionDataset",
+    "CaptionFormatError",
     "CIFAR100_FINE_LABELS",
     "SPLITS",
     "CifarData",
@@ -48,9 +52,11 @@ __all__ = [
     "ensure_synthetic_flickr",
     "fetch_flickr8k",
     "load_cifar100",
+    "load_dataset",
     "load_flickr8k",
     "load_prepared",
     "normalize_caption",
+    "parse_dataset",
     "save_cifar100",
     "save_prepared",
     "split_indices",
