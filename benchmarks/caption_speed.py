@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import emit, summarise, timed
+from benchmarks.common import emit, memory_bandwidth, summarise, timed
 
 #: gpt2-small's shape, as the full preset's `gpt2` (random weights here).
 GPT2_SMALL = {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024}
@@ -270,6 +270,32 @@ def parameter_counts(models: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def weight_bytes_per_step(gpt: Any) -> int:
+    """Bytes of GPT-2 weights one decoding step reads: every block and the LM head (tied to the token
+    embedding, read whole by the head); the embeddings' lookups read a few rows only, so wpe is left out."""
+    wpe = gpt.transformer.wpe.weight
+    return sum(p.numel() * p.element_size() for p in gpt.parameters() if p is not wpe)
+
+
+def bandwidth_floor(cfg: SpeedConfig, gpt: Any, dec: dict[str, Any]) -> dict[str, Any]:
+    """Per-step floor (weight bytes / the faster of copy and triad); our decoder-only steps as its multiple.
+
+    A step here is one token of every caption in the batch (the prefill step included), so seconds per
+    step = the call's median / new_tokens; beam search reads the same weights per step for all beams.
+    """
+    bw = memory_bandwidth()
+    nbytes = weight_bytes_per_step(gpt)
+    floor_s = nbytes / max(bw.values())
+    steps = {d: dec[f"ours {d}"]["median_s"] / cfg.new_tokens for d in ("greedy", f"beam{cfg.num_beams}")}
+    return {
+        **bw,
+        "weight_bytes_per_step": nbytes,
+        "floor_s_per_step": floor_s,
+        "ours_s_per_step": steps,
+        "multiple_of_floor": {d: s / floor_s for d, s in steps.items()},
+    }
+
+
 def setup_text(cfg: SpeedConfig, params: dict[str, int]) -> str:
     """One paragraph saying what was compared, generated from the config."""
     g, v, m = cfg.gpt2, cfg.vit, {k: f"{n / 1e6:.1f} M" for k, n in params.items()}
@@ -325,6 +351,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         "nocache_matches_cached_greedy": timings["nocache_matches_cached_greedy"],
         "stock_kernels_match_packed_greedy": timings["stock_kernels_match_packed_greedy"],
         "packed_kernels_speedup": dec["ours greedy"]["captions_per_s"] / dec[STOCK_KERNELS]["captions_per_s"],
+        "bandwidth_floor": bandwidth_floor(cfg, models["ours"].model.gpt, dec),
         "targets": {k.replace("beam3", beam): v for k, v in TARGETS.items()},
     }
 

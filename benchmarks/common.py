@@ -137,3 +137,20 @@ def summarise(seconds: list[float]) -> dict[str, Any]:
         "repeats": len(seconds),
         "all_s": [round(s, 4) for s in seconds],
     }
+
+
+def memory_bandwidth(n_bytes: int = 256 * 1024**2, repeats: int = 5) -> dict[str, float]:
+    """STREAM-style copy and triad in numpy on one thread (numpy's elementwise ops use one): bytes/s, best of
+    `repeats`. Copy moves 2 arrays a pass; triad as numpy runs it (c*s into a, then a += b) moves 5."""
+    import numpy as np
+
+    n = n_bytes // 8
+    a, b, c = np.ones(n), np.full(n, 2.0), np.full(n, 0.5)
+
+    def triad() -> None:
+        np.multiply(c, 3.0, out=a)
+        np.add(a, b, out=a)
+
+    best_copy = min(timed(lambda: np.copyto(a, b))[0] for _ in range(repeats))
+    best_triad = min(timed(triad)[0] for _ in range(repeats))
+    return {"copy_bytes_per_s": 2 * 8 * n / best_copy, "triad_bytes_per_s": 5 * 8 * n / best_triad}

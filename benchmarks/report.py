@@ -36,6 +36,15 @@ def caption_rows(cap: dict[str, Any]) -> list[list[str]]:
     if "packed_kernels_speedup" in cap:
         what = "captions/s, our greedy with prepacked oneDNN kernels / PyTorch's default ones, decoder only"
         rows.append([what, f"{cap['packed_kernels_speedup']:.2f}x", "", ""])
+    if floor := cap.get("bandwidth_floor"):
+        gbs = max(floor["copy_bytes_per_s"], floor["triad_bytes_per_s"]) / 1e9
+        for dec, multiple in floor["multiple_of_floor"].items():
+            what = (
+                f"decoder-only step, ours {dec} / bandwidth floor "
+                f"({floor['weight_bytes_per_step'] / 1e6:.0f} MB of weights at {gbs:.1f} GB/s"
+                f" = {floor['floor_s_per_step'] * 1e3:.1f} ms)"
+            )
+            rows.append([what, f"{multiple:.2f}x", "", ""])
     return rows
 
 

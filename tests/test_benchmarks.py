@@ -186,3 +186,16 @@ def test_only_reruns_the_named_benchmarks_and_carries_the_others_over(quick_resu
 
     full = run.run_all(False, ["caption_speed"], None, tmp_path)  # the file there is a quick one
     assert "carried_over" not in full and "preprocess_memory" not in full
+
+
+def test_caption_speed_bandwidth_floor(quick_results):
+    """The floor is weight bytes / measured bandwidth, and our step time is a multiple >= 1 of it."""
+    results, md = quick_results
+    floor = results["caption_speed"]["bandwidth_floor"]
+    assert floor["copy_bytes_per_s"] > 1e8 and floor["triad_bytes_per_s"] > 1e8
+    best = max(floor["copy_bytes_per_s"], floor["triad_bytes_per_s"])
+    assert floor["floor_s_per_step"] == pytest.approx(floor["weight_bytes_per_step"] / best)
+    for dec, multiple in floor["multiple_of_floor"].items():
+        assert multiple == pytest.approx(floor["ours_s_per_step"][dec] / floor["floor_s_per_step"])
+        assert multiple > 1, dec  # no decoder beats reading its weights once
+    assert "bandwidth floor" in md
