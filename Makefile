@@ -8,6 +8,7 @@ KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run lab test bench gpu-check rehearse lint format clean lifecycle-b64
+.PHONY: docs-images
 
 setup: $(STAMP)
 
@@ -75,3 +76,10 @@ lifecycle-b64:
 		echo "lifecycle-config.sh is $${#b64} characters in base64; SageMaker accepts at most 16384" >&2; exit 1; \
 	fi; \
 	echo "$$b64"
+
+# The picture on the README: notebook 06's test captions (captioner, image-blind twin, references) from a
+# smoke run of 01 and 06 in its own run folder (a few minutes), copied to docs/images/.
+docs-images: setup
+	$(PY) -m helpers run --preset smoke --only 01,06 --run-dir runs/docs-images
+	mkdir -p docs/images
+	cp runs/docs-images/figures/06-test-captions.png docs/images/06-test-captions.png

@@ -160,7 +160,8 @@ def doctor() -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m helpers` (also read by the docs test)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks in order with papermill")
@@ -171,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-p", "--param", action="append", default=[], help="extra parameter key=value")
     run.add_argument("--timeout", type=int, help="per-cell timeout in seconds")
     sub.add_parser("doctor", help="show versions, Java and the Jupyter kernel")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor()
