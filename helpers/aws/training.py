@@ -25,6 +25,8 @@ from helpers.config import project_root
 #: to the notebook's 3.11 than 2.10.0's py313 (fewer pins without wheels). No image has torch 2.13.
 TORCH_VERSION = "2.9.0"
 PY_VERSION = "py312"
+IMAGE_PYTHON = "3.12"
+IMAGE_GLIBC = "2.35"  # the 2.9.0 training images are built on Ubuntu 22.04
 CHECKPOINTS = "/opt/ml/checkpoints"  # SageMaker syncs this folder with CheckpointConfig.s3_uri
 ENTRY_SCRIPT = "train_captioner.py"
 ENTRY_CODE = (
@@ -91,6 +93,13 @@ def stage_source(dest: Path) -> Path:
     (dest / ENTRY_SCRIPT).write_text(ENTRY_CODE)
     (dest / "requirements.txt").write_text("\n".join(job_requirements(root / "requirements.txt")) + "\n")
     return dest
+
+
+def check_requirements(source_dir: Path) -> list[str]:
+    """Resolve the staged requirements for the image's Python and glibc before paying for a job."""
+    from helpers import platform_check
+
+    return platform_check.resolve(source_dir / "requirements.txt", glibc=IMAGE_GLIBC, python=IMAGE_PYTHON)
 
 
 def build_trainer(ctx: AwsContext, spec: JobSpec, source_dir: Path, name: str = "caption-train") -> Any:
