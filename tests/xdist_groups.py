@@ -19,7 +19,14 @@ SHARED_RUNS = ("smoke_run", "classifier_run", "sample_run")
 #: Smoke-run modules that need only notebooks 01, 06 and 08: they run before those needing the classifiers.
 SMOKE_FIRST = ("test_notebook_01.py", "test_notebook_caption.py", "test_notebook_08.py")
 #: Stand-alone modules of a minute or so each (measured 2026-11-29): handed out right after the groups.
-LONG_MODULES = ("test_rehearsal.py", "test_gpu_check.py", "test_benchmarks.py", "test_platform.py")
+LONG_MODULES = (
+    "test_rehearsal.py",
+    "test_gpu_check.py",
+    "test_benchmarks.py",
+    "test_platform.py",
+    "test_caption_job.py",  # torchrun and the SDK's driver, ~190 s (2026-12-04)
+    "test_aws_training.py",  # moto server and a tiny captioner, ~50 s
+)
 
 
 def shared_run(item: pytest.Item) -> str | None:
