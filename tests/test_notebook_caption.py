@@ -131,3 +131,21 @@ def test_sample_preset_runs_on_the_real_flickr8k_sample(sample_run):
     per_image = artifacts.read_json(run_dir / "captions" / "test_captions.json")
     assert all(len(c["references"]) == 5 for c in per_image.values())
     assert (run_dir / "captions" / "model" / "captioner.json").is_file()
+
+
+def test_smoke_clipscore_and_the_fields_table(smoke_run):
+    """06 writes CLIP-S/RefCLIP-S for the captioner and its blind twin (a code-path check in smoke: random
+    CLIP) with the config that produced them, and shows the field's table with our two rows."""
+    run_dir = smoke_run.ensure("01", "06")
+    clip = artifacts.read_json(run_dir / "captions" / "clipscore.json")
+    assert clip["config"]["dataset"] == "flickr8k" and "code path only" in clip["scorer"]
+    test = artifacts.read_json(run_dir / "captions" / "test_captions.json")
+    for run in ("model", "blind"):
+        assert 0.0 <= clip[run]["CLIP-S"] <= 2.5 and 0.0 <= clip[run]["RefCLIP-S"] <= 2.5
+        assert set(clip[run]["per_image"]) == set(test)
+    text = "".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in artifacts.read_json(run_dir / "notebooks" / "06-flickr-gpt2-finetune.ipynb")["cells"]
+        for o in c.get("outputs", [])
+    )
+    assert "image-blind twin: preset smoke" in text and "not computed" in text
