@@ -299,10 +299,10 @@ class ModelPredictor:
             captioner = MultilingualCaptioner.load(captioner, root / LANGUAGES_DIR)
         if not (root / CLASSIFIER_DIR).is_dir():
             return cls(captioner)
-        from helpers.classify import load_classifier
+        from helpers.serving_classifier import ServingClassifier  # Keras on any backend: no TensorFlow
 
-        model, config = load_classifier(root / CLASSIFIER_DIR)
-        return cls(captioner, model, config, tuple(config["label_names"]))
+        classifier = ServingClassifier.load(root / CLASSIFIER_DIR)
+        return cls(captioner, classifier, classifier.config, classifier.label_names)
 
     def caption(
         self, images: list[np.ndarray], decoding: str, detail: str, language: str = "en"
@@ -327,15 +327,7 @@ class ModelPredictor:
         """Per image (sizes differ within a request), the k most likely labels, best first."""
         if self.classifier is None:
             return None
-        from helpers.classify import predict_topk
-
-        ranked = []
-        for image in images:
-            indices, probs = predict_topk(self.classifier, self.classifier_config, image[None], k=k)
-            ranked.append(
-                [(self.label_names[int(i)], float(p)) for i, p in zip(indices[0], probs[0], strict=True)]
-            )
-        return ranked
+        return [self.classifier.top_k(image, k) for image in images]
 
 
 # ---- the SageMaker inference-toolkit entry points (re-exported by the packaged code/inference.py) ----

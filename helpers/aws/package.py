@@ -4,9 +4,12 @@ Layout (what `helpers.serving.ModelPredictor.load` reads from /opt/ml/model):
 
     captioner/            the trained captioner (run_dir/captions/model/)
     classifier/           the best classifier named by run_dir/compare/best.json (checkpoints left out)
-    serving.json          what was packaged: the classifier's name, package versions
+    serving.json          what was packaged: the classifier's name, the inference image it was built for,
+                          package versions
     code/inference.py     the entry point SageMaker's PyTorch inference image imports
-    code/requirements.txt the pinned packages the image installs on top of its own PyTorch
+    code/requirements.txt the pinned packages the image installs on top of its own PyTorch, offline:
+                          ``--no-index --find-links /opt/ml/model/code/wheels``
+    code/wheels/          those packages' wheels for the image's Python (helpers.aws.wheelhouse)
     code/helpers/         this package's source
 
 The archive is reproducible: sorted members, zeroed timestamps and owners, so the same run gives the same
@@ -32,9 +35,16 @@ from helpers.config import RunPaths, project_root
 from helpers.runtime import versions
 from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, LANGUAGES_DIR, SERVING_JSON
 
-#: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image.
+#: The inference image the archive is built and tested for (sagemaker 3.27's newest PyTorch inference image);
+#: `helpers.aws.endpoint.deploy` refuses an archive whose serving.json names another.
+IMAGE = {"framework": "pytorch", "version": "2.6.0", "py_version": "py312"}
+#: Where the archive's code/ lands in the container; pip installs from its wheels/ only (no internet).
+CODE_DIR = "/opt/ml/model/code"
+OFFLINE_OPTIONS = f"--no-index\n--find-links {CODE_DIR}/wheels\n"
+
+#: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image. No
+#: TensorFlow: the classifier runs on Keras' torch backend (helpers.serving_classifier).
 SERVING_PACKAGES = (
-    "tensorflow",
     "keras",
     "transformers",
     "tokenizers",
@@ -84,9 +94,17 @@ def _add(tar: tarfile.TarFile, name: str, stream: BinaryIO, size: int) -> None:
 
 
 def package_model(
-    run_dir: str | os.PathLike, out: str | os.PathLike, classifier: str | None = "best"
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    classifier: str | None = "best",
+    wheels: str | os.PathLike | None = None,
 ) -> Path:
-    """Write model.tar.gz for `run_dir` to `out`; classifier=None packages the captioner alone."""
+    """Write model.tar.gz for `run_dir` to `out`; classifier=None packages the captioner alone.
+
+    `wheels`: a folder of wheels for the image's Python (helpers.aws.wheelhouse.build_wheelhouse) shipped as
+    code/wheels/; requirements.txt then installs from it alone. Without it the container asks the package
+    index (or a CodeArtifact mirror named by CA_REPOSITORY_ARN) at start.
+    """
     run = RunPaths(Path(run_dir).resolve())
     root = project_root()
     if root is None:
@@ -97,17 +115,22 @@ def package_model(
     if not captioner.is_dir():
         raise FileNotFoundError(f"{captioner} not found: run notebooks/06-flickr-gpt2-finetune.ipynb first")
     members = _files(captioner, CAPTIONER_DIR)
-    meta: dict = {"captioner": "captions/model", "classifier": None, "versions": versions()}
+    meta: dict = {"captioner": "captions/model", "classifier": None, "image": IMAGE, "versions": versions()}
     if classifier is not None:
         folder = run.classifier(classifier)
         members += _files(folder, CLASSIFIER_DIR)
         meta["classifier"] = folder.name
     members += _language_files(run.root / "multilingual")
     members += _files(Path(helpers.__file__).parent, "code/helpers")
+    requirements = serving_requirements(root / "requirements.txt")
+    if wheels is not None:
+        members += [(f"code/wheels/{p.name}", p) for p in sorted(Path(wheels).glob("*.whl"))]
+        requirements = OFFLINE_OPTIONS + requirements
+    meta["offline"] = wheels is not None
     generated = {
         SERVING_JSON: json.dumps(meta, indent=2).encode(),
         "code/inference.py": INFERENCE_PY.encode(),
-        "code/requirements.txt": serving_requirements(root / "requirements.txt").encode(),
+        "code/requirements.txt": requirements.encode(),
     }
     return _write_tar(Path(out), members, generated)
 
