@@ -72,7 +72,7 @@ def test_bad_lines_are_reported_and_left_out(tmp_path: Path, world: Path):
     a, b, c = load_flickr8k(world).splits["train"][:3]
     lines = (
         (
-            f"{a},a red circle,train\n{a},a red circle,train\n{a},   ,train\n"  # duplicate, whitespace
+            f"{a},a red circle,train\n{a},a red circle,train\n{a},   ,train\n"  # repeated (kept, as the source has it), whitespace
             f"{b},a blue circle,train\n{b},a blue ball,test\n"  # one image in two splits
             f"gone.jpg,a missing picture,train\nbroken.jpg,a broken picture,train\n"
         ).encode()
@@ -81,10 +81,11 @@ def test_bad_lines_are_reported_and_left_out(tmp_path: Path, world: Path):
     )  # not UTF-8
     data = load_folder(folder_with(tmp_path, world, lines))
     assert data.splits == {"train": [a, b], "val": [], "test": []}
-    assert data.duplicates == 1 and data.captions[a] == ["a red circle"]
+    assert data.duplicates == 1 and data.captions[a] == ["a red circle", "a red circle"]
     assert data.missing_images == ["gone.jpg"] and data.undecodable_images == ["broken.jpg"]
     text = "\n".join(data.problems)
-    for fragment in ("duplicate caption", "empty caption", f"{b} is already in the train split", "not UTF-8"):
+    assert "duplicate" not in text  # a repeat is a reference, not a problem
+    for fragment in ("empty caption", f"{b} is already in the train split", "not UTF-8"):
         assert fragment in text
     s = data.summary()
     assert s["left_out"] == {"missing_images": ["gone.jpg"], "undecodable_images": ["broken.jpg"]}

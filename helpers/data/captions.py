@@ -46,7 +46,7 @@ class CaptionDataset:
     uncaptioned_images: list[str] = field(default_factory=list)  # image files no caption refers to
     undecodable_images: list[str] = field(default_factory=list)  # files that exist but fail to decode
     source: str = "flickr8k"  # the dataset string that produced it
-    duplicates: int = 0  # (image, caption) lines seen again and kept once
+    duplicates: int = 0  # (image, caption) lines repeated in the source (kept, counted)
 
     def image_path(self, name: str) -> Path:
         """The file of image `name` (KeyError for a name without captions)."""
@@ -100,8 +100,10 @@ def not_utf8(text: str) -> bool:
 def collect_captions(
     rows: Iterable[tuple[str, str, str]],
 ) -> tuple[dict[str, list[str]], list[str], int]:
-    """({name: captions}, problems, duplicates) from (where, name, caption) rows; empty and repeated
-    captions are reported and left out."""
+    """({name: captions}, problems, repeats) from (where, name, caption) rows. Empty captions are
+    reported and left out; a caption repeated for the same image is kept, as the source has it (real
+    Flickr8k has 10 such lines: each is one annotator's reference, and Karpathy's JSON keeps them too),
+    and only counted."""
     captions: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
     problems: list[str] = []
@@ -110,10 +112,9 @@ def collect_captions(
         text = caption.strip()
         if not text:
             problems.append(f"{where}: empty caption for {name}")
-        elif (name, text) in seen:
-            duplicates += 1
-            problems.append(f"{where}: duplicate caption for {name} (kept once)")
         else:
+            if (name, text) in seen:
+                duplicates += 1
             seen.add((name, text))
             captions.setdefault(name, []).append(text)
     return captions, problems, duplicates
