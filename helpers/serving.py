@@ -19,6 +19,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -365,3 +366,19 @@ def predict_fn(request: Request, predictor: Predictor) -> dict[str, Any]:
 def output_fn(payload: dict[str, Any], accept: str | None) -> tuple[str, str]:
     """Always JSON, whatever the Accept header asked for."""
     return json.dumps(payload), JSON_TYPE
+
+
+def transform_fn(
+    predictor: Predictor, body: bytes | str, content_type: str, accept: str | None, context: Any = None
+) -> tuple[str, str]:
+    """The packaged entry point: one request through `handle`, its status set on the toolkit's context.
+
+    The toolkit answers an exception raised from input_fn/predict_fn with the message *and a Python
+    traceback* in the body (sagemaker-inference 1.10, Transformer.handle_error), which no client can parse;
+    so bad input is answered here: the 4xx status on the request's context and the JSON error document as
+    the body. Anything else still raises and becomes the toolkit's 500.
+    """
+    status, doc = handle(body, content_type, predictor)
+    if status != 200 and context is not None:
+        context.set_response_status(status, HTTPStatus(status).phrase)
+    return json.dumps(doc), JSON_TYPE

@@ -64,7 +64,7 @@ def test_packaged_entry_point_imports_the_packaged_handler(tmp_path):
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "model", filter="data")
     assert not (tmp_path / "model/classifier").exists()
-    probe = "import inference, helpers; print(helpers.__file__); print(inference.input_fn.__module__)"
+    probe = "import inference, helpers; print(helpers.__file__); print(inference.transform_fn.__module__)"
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path / "model/code", capture_output=True, text=True, check=True
     ).stdout.split()
@@ -241,3 +241,27 @@ def test_try_endpoint_deletes_everything_even_when_the_call_fails(tmp_path, monk
     with pytest.raises(RuntimeError, match="500"):
         try_endpoint(ctx, fake_run(tmp_path / "run2"), PHOTO)
     assert ctx.dry_run.operations()[-4:-2] == ["sagemaker.DeleteEndpoint", "sagemaker.DeleteEndpointConfig"]
+
+
+def test_deploy_refuses_an_archive_built_for_another_image(tmp_path):
+    from helpers.aws.package import IMAGE
+
+    ctx = connect(role=ROLE, bucket=BUCKET, dry_run=True)
+    ctx.dry_run.echo = False
+    archive = package_model(fake_run(tmp_path / "run"), tmp_path / "model.tar.gz")
+    assert json.loads(members(archive)["serving.json"])["image"] == IMAGE
+    dep = deploy(ctx, tmp_path / "unused", name=NAME, poll_s=0, archive=archive)  # the archive as packaged
+    assert ctx.dry_run.operations()[0] == "s3.PutObject" and dep.image_uri.endswith("-cpu-py312")
+
+    old = tmp_path / "old"
+    with tarfile.open(archive) as tar:
+        tar.extractall(old, filter="data")
+    meta = json.loads((old / "serving.json").read_text())
+    (old / "serving.json").write_text(json.dumps({**meta, "image": {**IMAGE, "py_version": "py311"}}))
+    with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
+        for path in sorted(old.iterdir()):
+            tar.add(path, arcname=path.name)
+    refused = connect(role=ROLE, bucket=BUCKET, dry_run=True)
+    with pytest.raises(ValueError, match="built for the inference image .*py311"):
+        deploy(refused, tmp_path / "unused", name=NAME, archive=tmp_path / "other.tar.gz")
+    assert refused.dry_run.operations() == []  # refused before anything was uploaded

@@ -72,7 +72,7 @@ def test_bad_lines_are_reported_and_left_out(tmp_path: Path, world: Path):
     a, b, c = load_flickr8k(world).splits["train"][:3]
     lines = (
         (
-            f"{a},a red circle,train\n{a},a red circle,train\n{a},   ,train\n"  # repeated (kept, as the source has it), whitespace
+            f"{a},a red circle,train\n{a},a red circle,train\n{a},   ,train\n"  # repeated (kept), whitespace
             f"{b},a blue circle,train\n{b},a blue ball,test\n"  # one image in two splits
             f"gone.jpg,a missing picture,train\nbroken.jpg,a broken picture,train\n"
         ).encode()

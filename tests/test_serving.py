@@ -294,6 +294,27 @@ def test_toolkit_error_carries_the_status_and_json(monkeypatch):
     assert json.loads(err.value.message)["error"]["code"] == "invalid_image"
 
 
+def test_transform_fn_sets_the_status_and_answers_json():
+    """The packaged entry point: bad input is a 4xx on the toolkit's context and a JSON body, no traceback."""
+
+    class Context:  # the method the toolkit's context (TorchServe's) offers
+        status = None
+
+        def set_response_status(self, code, phrase, idx=0):
+            self.status = (code, phrase)
+
+    ok = Context()
+    text, content_type = serving.transform_fn(
+        FakePredictor(), solid((230, 20, 20), "JPEG"), "image/jpeg", None, ok
+    )
+    assert ok.status is None and content_type == "application/json"
+    assert json.loads(text)["predictions"][0]["caption"] == "beam short red 30x40"
+    bad = Context()
+    text, content_type = serving.transform_fn(FakePredictor(), di.HTML, "image/jpeg", "*/*", bad)
+    assert bad.status == (400, "Bad Request") and content_type == "application/json"
+    assert json.loads(text)["error"]["code"] == "invalid_image"
+
+
 def requirement_closure(roots: list[str]) -> set[str]:
     """Canonical names of `roots` and of everything they require (extras left out), as installed here."""
     from importlib.metadata import PackageNotFoundError, distribution

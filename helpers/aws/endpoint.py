@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from helpers.aws.context import AwsContext
-from helpers.aws.package import package_model
+from helpers.aws.package import IMAGE, package_model
 from helpers.aws.s3sync import split_s3_uri, upload_file
 
 #: Newest PyTorch inference image in the SDK's catalogue (its Python is 3.12); torch comes from the image.
-PYTORCH_VERSION, PY_VERSION = "2.6.0", "py312"
+#: The one record of it is helpers.aws.package.IMAGE, written into every archive's serving.json.
+PYTORCH_VERSION, PY_VERSION = IMAGE["version"], IMAGE["py_version"]
 #: CPU instance: enough for one captioner request at a time. ml.g4dn.xlarge gives a T4.
 DEFAULT_INSTANCE = "ml.m5.xlarge"
 #: Environment of the serving container: where the handler is, and no model-hub calls from inside it.
@@ -31,6 +32,7 @@ CONTAINER_ENV = {
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
     "HF_HUB_OFFLINE": "1",  # the tokenizer ships inside the archive
+    "KERAS_BACKEND": "torch",  # the classifier runs on Keras' torch backend: the image has no TensorFlow
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
@@ -68,15 +70,49 @@ def pytorch_image(region: str, instance_type: str) -> str:
     )
 
 
+def archive_image(archive: str | os.PathLike) -> dict[str, str] | None:
+    """The inference image a model.tar.gz was built for (its serving.json), or None if it names none."""
+    import tarfile
+
+    from helpers.serving import SERVING_JSON
+
+    with tarfile.open(archive) as tar:
+        try:
+            meta = json.load(tar.extractfile(SERVING_JSON))
+        except KeyError:
+            raise ValueError(
+                f"{archive} has no {SERVING_JSON}: not an archive from helpers.aws.package_model"
+            ) from None
+    return meta.get("image")
+
+
+def check_archive(archive: str | os.PathLike) -> None:
+    """Refuse an archive built for another inference image than the one `deploy` starts."""
+    built_for = archive_image(archive)
+    if built_for != IMAGE:
+        raise ValueError(
+            f"{archive} was built for the inference image {built_for}, but deploy starts {IMAGE}: its code "
+            "and wheels were not tested there. Package the run again (helpers.aws.package_model)."
+        )
+
+
 def upload_model(
-    ctx: AwsContext, run_dir: str | os.PathLike, name: str, classifier: str | None = "best"
+    ctx: AwsContext,
+    run_dir: str | os.PathLike,
+    name: str,
+    classifier: str | None = "best",
+    archive: str | os.PathLike | None = None,
 ) -> str:
-    """Package the run's models and upload the archive; returns its s3:// URI."""
+    """Package the run's models (or take `archive`, checked) and upload the archive; returns its s3:// URI."""
     uri = ctx.s3_uri("endpoints", name, "model.tar.gz")
+    bucket, key = split_s3_uri(uri)
+    if archive is not None:
+        check_archive(archive)
+        upload_file(ctx, Path(archive), bucket, key)
+        return uri
     with tempfile.TemporaryDirectory() as tmp:
-        archive = package_model(run_dir, Path(tmp) / "model.tar.gz", classifier)
-        bucket, key = split_s3_uri(uri)
-        upload_file(ctx, archive, bucket, key)
+        packaged = package_model(run_dir, Path(tmp) / "model.tar.gz", classifier)
+        upload_file(ctx, packaged, bucket, key)
     return uri
 
 
@@ -89,12 +125,17 @@ def deploy(
     wait: bool = True,
     poll_s: int = 30,
     timeout_s: int = 3600,
+    archive: str | os.PathLike | None = None,
 ) -> Deployment:
-    """Package, upload, build with ModelBuilder and deploy; with `wait`, return once it is InService."""
+    """Package, upload, build with ModelBuilder and deploy; with `wait`, return once it is InService.
+
+    `archive`: a model.tar.gz packaged earlier (e.g. with its wheelhouse) instead of packaging `run_dir`;
+    refused when its serving.json names another inference image than the one deployed.
+    """
     from sagemaker.serve.model_builder import ModelBuilder
 
     name = name or endpoint_name()
-    model_data = upload_model(ctx, run_dir, name, classifier)
+    model_data = upload_model(ctx, run_dir, name, classifier, archive)
     image = pytorch_image(ctx.region, instance_type)
     builder = ModelBuilder(
         s3_model_data_url=model_data,

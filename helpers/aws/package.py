@@ -8,7 +8,8 @@ Layout (what `helpers.serving.ModelPredictor.load` reads from /opt/ml/model):
                           package versions
     code/inference.py     the entry point SageMaker's PyTorch inference image imports
     code/requirements.txt the pinned packages the image installs on top of its own PyTorch, offline:
-                          ``--no-index --find-links /opt/ml/model/code/wheels``
+                          ``--no-index --find-links wheels`` (pip reads a relative --find-links
+                          from the requirements file's own folder: /opt/ml/model/code/wheels)
     code/wheels/          those packages' wheels for the image's Python (helpers.aws.wheelhouse)
     code/helpers/         this package's source
 
@@ -38,9 +39,10 @@ from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, LANGUAGES_DIR, SERVIN
 #: The inference image the archive is built and tested for (sagemaker 3.27's newest PyTorch inference image);
 #: `helpers.aws.endpoint.deploy` refuses an archive whose serving.json names another.
 IMAGE = {"framework": "pytorch", "version": "2.6.0", "py_version": "py312"}
-#: Where the archive's code/ lands in the container; pip installs from its wheels/ only (no internet).
+#: Where the archive's code/ lands in the container; pip installs from its wheels/ only (no internet). The
+#: relative path is resolved against requirements.txt's folder, so the archive works wherever it is unpacked.
 CODE_DIR = "/opt/ml/model/code"
-OFFLINE_OPTIONS = f"--no-index\n--find-links {CODE_DIR}/wheels\n"
+OFFLINE_OPTIONS = "--no-index\n--find-links wheels\n"
 
 #: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image. No
 #: TensorFlow: the classifier runs on Keras' torch backend (helpers.serving_classifier).
@@ -57,7 +59,11 @@ SERVING_PACKAGES = (
 )
 INFERENCE_PY = '''"""Entry point for SageMaker's PyTorch inference image; the handler is helpers.serving."""
 
-from helpers.serving import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # the image has torch, not TensorFlow
+
+from helpers.serving import model_fn, transform_fn  # noqa: E402, F401
 '''
 _SKIP = ("__pycache__", "checkpoints", ".ipynb_checkpoints")
 

