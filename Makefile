@@ -8,7 +8,7 @@ KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run lab test bench gpu-check rehearse lint format clean lifecycle-b64
-.PHONY: docs-images
+.PHONY: docs-images serve-venv
 
 setup: $(STAMP)
 
@@ -83,3 +83,11 @@ docs-images: setup
 	$(PY) -m helpers run --preset smoke --only 01,06 --run-dir runs/docs-images
 	mkdir -p docs/images
 	cp runs/docs-images/figures/06-test-captions.png docs/images/06-test-captions.png
+
+# The serving stack of SageMaker's PyTorch inference image, for helpers.aws.local_server (not needed otherwise).
+SERVE_VENV := .venv-serve
+serve-venv: $(SERVE_VENV)/.installed
+$(SERVE_VENV)/.installed: serving/requirements-image.txt
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet -r serving/requirements-image.txt
+	touch $@
