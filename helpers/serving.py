@@ -2,8 +2,8 @@
 
 `handle(body, content_type, predictor)` is pure (bytes in, ``(status, dict)`` out) so every parsing and
 error path is tested in process; bad input always gets a 4xx with a JSON error, never an exception.
-SageMaker's PyTorch inference image calls `model_fn`/`input_fn`/`predict_fn`/`output_fn`, which the
-packaged ``code/inference.py`` re-exports; the model side is a thin adapter over `helpers.caption` and
+SageMaker's PyTorch inference image calls `model_fn` and `transform_fn`, which the packaged
+``code/inference.py`` re-exports; the model side is a thin adapter over `helpers.caption` and
 `helpers.classify`, loaded from the archive layout that `helpers.aws.package` writes.
 
 JSON requests: ``{"image": "<base64>"}`` or ``{"images": ["<base64>", ...]}``, optionally with
@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -334,38 +334,9 @@ class ModelPredictor:
 # ---- the SageMaker inference-toolkit entry points (re-exported by the packaged code/inference.py) ----
 
 
-def _raise_for_toolkit(err: RequestError) -> NoReturn:
-    """Inside SageMaker's image, re-raise as the toolkit's error so the client gets `err.status`."""
-    try:
-        from sagemaker_inference.errors import GenericInferenceToolkitError
-    except ModuleNotFoundError:  # outside the inference image (tests, a local run): keep our own error
-        raise err from None
-    raise GenericInferenceToolkitError(err.status, json.dumps(err.payload())) from err
-
-
 def model_fn(model_dir: str) -> Predictor:
     """Load the captioner and the classifier from the unpacked model archive."""
     return ModelPredictor.load(model_dir)
-
-
-def input_fn(body: bytes | str, content_type: str) -> Request:
-    """Parse and validate; a bad request becomes a 4xx response with a JSON error."""
-    try:
-        return parse_request(body, content_type)
-    except RequestError as err:
-        _raise_for_toolkit(err)
-
-
-def predict_fn(request: Request, predictor: Predictor) -> dict[str, Any]:
-    try:
-        return predict(request, predictor)
-    except RequestError as err:  # e.g. a language the model was not trained in
-        _raise_for_toolkit(err)
-
-
-def output_fn(payload: dict[str, Any], accept: str | None) -> tuple[str, str]:
-    """Always JSON, whatever the Accept header asked for."""
-    return json.dumps(payload), JSON_TYPE
 
 
 def transform_fn(

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import types
 from pathlib import Path
 
 import demo_inputs as di
@@ -19,7 +18,7 @@ from PIL import Image
 from helpers import serving
 from helpers.caption.narrative import distinct_ngrams
 from helpers.choices import MODEL_MAX_SIDE
-from helpers.serving import Limits, RequestError, handle
+from helpers.serving import Limits, handle
 
 
 class FakePredictor:
@@ -266,32 +265,6 @@ def test_sentences_out_of_range_says_the_range():
 def test_second_bad_image_is_named():
     body = json.dumps({"images": [b64(solid((1, 2, 3), "PNG")), b64(di.truncated_jpeg())]})
     assert error(body, "application/json")[2].startswith("images[1]:")
-
-
-def test_toolkit_entry_points_without_the_toolkit():
-    request = serving.input_fn(solid((230, 20, 20), "JPEG"), "image/jpeg")
-    text, content_type = serving.output_fn(serving.predict_fn(request, FakePredictor()), "*/*")
-    assert content_type == "application/json"
-    assert json.loads(text)["predictions"][0]["caption"] == "beam short red 30x40"
-    with pytest.raises(RequestError) as err:
-        serving.input_fn(b"", "image/jpeg")
-    assert err.value.status == 400
-
-
-def test_toolkit_error_carries_the_status_and_json(monkeypatch):
-    class GenericInferenceToolkitError(Exception):  # the shape of sagemaker_inference.errors' class
-        def __init__(self, status_code, message=None, phrase=None):
-            super().__init__(status_code, message, phrase)
-            self.status_code, self.message = status_code, message
-
-    errors = types.ModuleType("sagemaker_inference.errors")
-    errors.GenericInferenceToolkitError = GenericInferenceToolkitError
-    monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-    with pytest.raises(GenericInferenceToolkitError) as err:
-        serving.input_fn(di.HTML, "image/jpeg")
-    assert err.value.status_code == 400
-    assert json.loads(err.value.message)["error"]["code"] == "invalid_image"
 
 
 def test_transform_fn_sets_the_status_and_answers_json():

@@ -30,7 +30,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.config import project_root
@@ -104,7 +104,6 @@ class LocalServer:
     port: int
     process: subprocess.Popen
     started_at: float  # time.monotonic() when the serve program was started
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -156,9 +155,11 @@ class LocalServer:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server: TorchServe's JVM, its Python workers and the serve program."""
-        pids = {self.process.pid, *self._java_pids()}
-        pids |= {pid for pid, ppid in _parents().items() if ppid in pids}
-        pids |= {pid for pid, ppid in _parents().items() if ppid in pids}  # workers' own children
+        parents = _parents()
+        pids, grown = {self.process.pid, *self._java_pids()}, True
+        while grown:  # add descendants until none is left out
+            more = {pid for pid, ppid in parents.items() if ppid in pids} - pids
+            pids, grown = pids | more, bool(more)
         return sum(_rss(pid) for pid in pids)
 
     def _java_pids(self) -> list[int]:
