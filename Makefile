@@ -7,8 +7,8 @@ PY := $(VENV)/bin/python
 KERNEL := caption-workbench
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run lab test bench gpu-check rehearse lint format clean lifecycle-b64
-.PHONY: docs-images serve-venv
+.PHONY: setup run lab test test-slow bench gpu-check rehearse lint format clean lifecycle-b64
+.PHONY: docs-images serve-venv serve-local
 
 setup: $(STAMP)
 
@@ -33,11 +33,19 @@ lab: setup
 
 # Two pytest-xdist workers. tests/xdist_groups.py keeps the tests sharing a run folder on one worker and sorts
 # the tests into the order work is handed out, which --no-loadscope-reorder keeps.
+# The serving environment is built beside .venv (two installs at once) for tests/test_model_server.py.
 PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
-test: setup
+test:
+	$(MAKE) --no-print-directory -j2 setup serve-venv
 	bash tests/browser_setup.sh || echo "warning: no chromium, the browser test will be skipped" >&2
 	$(PY) -m helpers doctor
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
+
+# The longer checks (marked `slow`: the full-preset rehearsal slice, the sample preset on the real samples,
+# the platform checks against PyPI, the benchmarks' quick run, ...): CI runs them after `make test`.
+test-slow:
+	$(MAKE) --no-print-directory -j2 setup serve-venv
+	$(PY) -m pytest $(PYTEST_ARGS) -m slow
 
 # Benchmarks (not tests): writes benchmarks/results.md and results.json. Offline, so a stray hub call fails fast.
 bench: setup
@@ -91,3 +99,10 @@ $(SERVE_VENV)/.installed: serving/requirements-image.txt
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/python -m pip install --quiet -r serving/requirements-image.txt
 	touch $@
+
+# A run's models in that model server on http://127.0.0.1:$(PORT) until Ctrl-C (packaged with their wheels,
+# unpacked into $(RUN_DIR)/serve-local/). The default run folder is what `make run` writes.
+RUN_DIR ?= runs/smoke
+PORT ?= 8080
+serve-local: setup serve-venv
+	$(PY) -m helpers.aws.local_server --run-dir $(RUN_DIR) --port $(PORT)

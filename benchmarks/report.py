@@ -183,6 +183,67 @@ def pipeline_section(pipe: dict[str, Any]) -> str:
     return "\n\n".join(text)
 
 
+def serving_section(result: dict[str, Any]) -> str:
+    """Both served models (the smoke run's; full shapes with random weights), one table each."""
+    parts = ["## 4. The endpoint's model server under load (TorchServe on 127.0.0.1)"]
+    parts.append(serving_table("The smoke run's models", result["smoke"]))
+    if "full_shapes" in result:
+        parts.append(
+            serving_table(
+                "Full preset's captioner shapes, random weights (decodes to the token limit: an upper "
+                "bound; no classifier)",
+                result["full_shapes"],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def serving_table(title: str, srv: dict[str, Any]) -> str:
+    """Latency percentiles, throughput, errors and the server's memory per worker count and client count."""
+    rows = []
+    for setting in srv["settings"]:
+        for level in setting["levels"]:
+            rows.append(
+                [
+                    f"{setting['workers']} x {setting['threads']}",
+                    level["clients"],
+                    level["requests"],
+                    level["errors"],
+                    f"{level['p50_s']:.3f}",
+                    f"{level['p95_s']:.3f}",
+                    f"{level['p99_s']:.3f}",
+                    f"{level['throughput_rps']:.2f}",
+                    f"{setting['rss_before_mb']} -> {setting['rss_after_mb']}",
+                ]
+            )
+    header = ["workers x threads", "clients", "requests", "errors", "p50 s", "p95 s", "p99 s", "req/s"]
+    header.append("RSS MB")
+    starts = "; ".join(
+        f"{s['workers']} x {s['threads']}: /ping 200 after {s['first_ping_s']} s, "
+        f"first answer {s['first_request_s']} s"
+        for s in srv["settings"]
+    )
+    worst = [w for s in srv["settings"] for w in s.get("slowest_requests", [])]
+    slow = ""
+    if worst:
+        cases = "; ".join(
+            f"{w['images']} image(s) x {w['sentences']} sentence(s): {w['status']} after {w['seconds']} s"
+            for w in worst
+        )
+        slow = f" The slowest requests the handler accepts (beam search), one worker: {cases}."
+    return "\n\n".join(
+        [
+            f"### {title}",
+            f"Models of `{srv['run_dir']}` (classifier: {srv['classifier'] or 'none'}), archive "
+            f"{srv['archive_mb']} MB; each request one {srv['request_bytes'] / 1e3:.0f} KB JPEG; container "
+            f"settings {srv['container_env']}.",
+            table(header, rows),
+            f"Start-up after the warm serving environment: {starts}. RSS is the server's (JVM, workers, "
+            f"serve program) after a warm-up and after the load.{slow}",
+        ]
+    )
+
+
 def contention_note(r: dict[str, Any]) -> str:
     """How much CPU other processes took while each benchmark ran (average cores busy with other work)."""
     cores = r["machine"]["cores"]
@@ -231,6 +292,7 @@ def render(r: dict[str, Any]) -> str:
         "preprocess_memory": lambda pre: preprocess_section(pre, m["ram_gib"]),
         "caption_speed": caption_section,
         "pipeline_time": pipeline_section,
+        "serving_load": serving_section,
     }
     body = [render_one(r[name]) for name, render_one in sections.items() if name in r]
     return "\n\n".join(head + body) + "\n"

@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "preprocess_memory": "benchmarks.preprocess_memory",
     "caption_speed": "benchmarks.caption_speed",
     "pipeline_time": "benchmarks.pipeline_time",
+    "serving_load": "benchmarks.serving_load",
 }
 TIMEOUT_S = 1800  # per benchmark; the whole run takes about 15 minutes on 2 cores
 
@@ -34,7 +35,7 @@ TIMEOUT_S = 1800  # per benchmark; the whole run takes about 15 minutes on 2 cor
 def run_one(name: str, quick: bool, from_run: str | None) -> dict[str, Any]:
     """One benchmark in a fresh process, with its wall time and the CPU other processes took meanwhile."""
     args = ["--quick"] if quick else []
-    if name == "pipeline_time" and from_run:
+    if name in ("pipeline_time", "serving_load") and from_run:
         args += ["--from-run", str(Path(from_run).resolve())]
     load_before = [round(x, 2) for x in os.getloadavg()]
     busy, ours, start = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, of {', '.join(BENCHMARKS)}; the others are kept from the existing results",
     )
     parser.add_argument(
-        "--from-run", help="pipeline_time: read this run folder's timings.json instead of running"
+        "--from-run",
+        help="pipeline_time: read this run folder's timings.json instead of running; serving_load: serve "
+        "this run folder's models (default runs/smoke)",
     )
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks"), help="folder for results.json and results.md"

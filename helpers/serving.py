@@ -57,6 +57,10 @@ class Limits:
     max_pixels: int = 25_000_000  # per decoded image (a 25-megapixel RGB image is 75 MB in memory)
     max_top_k: int = 10
     max_sentences: int = 5  # narrative length; each sentence past the first decodes ~11 candidates
+    # Narrative sentences past the first, summed over a request's images. Each costs ~8 s at the full
+    # preset's shapes on 2 cores (benchmarks/serving_load.py: 8 images x 5 sentences ran past TorchServe's
+    # timeout), and SageMaker gives an invocation 60 s: 4 keeps the slowest request near 35 s there.
+    max_extra_sentences: int = 4
 
 
 @dataclass(frozen=True)
@@ -183,9 +187,19 @@ def parse_json(text: str, limits: Limits) -> Request:
         raise RequestError(
             413, "too_many_images", f"{len(items)} images in one request; at most {limits.max_images}"
         )
+    options = _options(doc, limits)
+    extra = len(items) * (options["sentences"] - 1)
+    if extra > limits.max_extra_sentences:
+        raise RequestError(
+            413,
+            "too_much_work",
+            f"{len(items)} image(s) x {options['sentences']} sentences is {extra} narrative sentences "
+            f"past the first; at most {limits.max_extra_sentences} per request (e.g. one image with "
+            f"{limits.max_extra_sentences + 1} sentences): send the images in separate requests",
+        )
     names = ["image"] if "image" in doc else [f"images[{i}]" for i in range(len(items))]
     images = [decode_one(_b64(item, name), name, limits) for item, name in zip(items, names, strict=True)]
-    return Request(images=images, **_options(doc, limits))
+    return Request(images=images, **options)
 
 
 def parse_request(body: bytes | str | None, content_type: str | None, limits: Limits = Limits()) -> Request:

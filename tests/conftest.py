@@ -34,8 +34,16 @@ ARTIFACTS = Path(os.environ.get("CAPTION_TEST_ARTIFACTS", ROOT / "test-artifacts
 SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+#: Tests using these fixtures belong to `make test-slow` (CI runs it after `make test`): the sample preset on
+#: the real samples, the benchmarks' quick run, the platform checks that ask PyPI.
+SLOW_FIXTURES = ("sample_run", "quick_results", "pypi")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups, and before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in item.fixturenames for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
     group_shared_runs(items)
 
 
@@ -79,7 +87,16 @@ NO_AWS = {
 }
 #: Per notebook of the test series: extra parameters and environment. Notebook 07 also runs its deploy
 #: cells as a dry run, so it is executed once for both the demo and the deploy tests.
-SERIES_EXTRA = {"07": {"deploy": True, "deploy_dry_run": True, "deploy_instance_type": "ml.g4dn.xlarge"}}
+#: 07's dry-run deploy packages without the wheelhouse: the offline archive is built for real (3.12 wheels,
+#: installed by pip with no index) in test_platform.py, and its download would lengthen the smoke series.
+SERIES_EXTRA = {
+    "07": {
+        "deploy": True,
+        "deploy_dry_run": True,
+        "deploy_instance_type": "ml.g4dn.xlarge",
+        "deploy_offline": False,
+    }
+}
 SERIES_ENV = {"07": NO_AWS}
 
 

@@ -24,7 +24,7 @@ from botocore.stub import Stubber
 from matplotlib import cbook
 
 from helpers.aws import cleanup, connect, deploy, invoke, package_model
-from helpers.aws.endpoint import CONTAINER_ENV
+from helpers.aws.endpoint import CONTAINER_ENV, STARTUP_HEALTH_CHECK_S
 from helpers.aws.package import SERVING_PACKAGES
 from helpers.config import project_root
 from helpers.serving import handle
@@ -32,6 +32,18 @@ from helpers.serving import handle
 pytestmark = pytest.mark.usefixtures("aws_env")  # fresh moto state and AWS variables per test
 NAME = "caption-test-endpoint"
 PHOTO = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+WHEEL = "six-1.17.0-py2.py3-none-any.whl"
+
+
+@pytest.fixture(autouse=True)
+def wheelhouse(tmp_path, monkeypatch) -> Path:
+    """deploy's wheelhouse, one placeholder wheel: the real 3.12 one is built and installed (dry run) by
+    tests/test_platform.py, and its download is not what these tests are about."""
+    folder = tmp_path / "wheelhouse"
+    folder.mkdir()
+    (folder / WHEEL).write_bytes(b"PK placeholder")
+    monkeypatch.setattr("helpers.aws.endpoint.serving_wheelhouse", lambda: folder)
+    return folder
 
 
 def members(archive: Path) -> dict[str, bytes]:
@@ -134,6 +146,7 @@ def test_deploy_invoke_cleanup(tmp_path):
         "ml.g4dn.xlarge",
         1,
     )
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == STARTUP_HEALTH_CHECK_S
     assert sm.describe_endpoint(EndpointName=NAME)["EndpointConfigName"] == NAME
 
     key = f"caption-workbench/endpoints/{NAME}/model.tar.gz"
@@ -141,7 +154,9 @@ def test_deploy_invoke_cleanup(tmp_path):
     boto3.client("s3").download_file(BUCKET, key, str(local))
     head = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)
     assert head["Metadata"]["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
-    assert "code/inference.py" in members(local)
+    files = members(local)
+    assert "code/inference.py" in files and f"code/wheels/{WHEEL}" in files  # offline by default
+    assert files["code/requirements.txt"].decode().startswith("--no-index\n--find-links wheels\n")
 
     # The endpoint's answer is what the handler gives for this request (moto returns a queued body; its
     # server cannot take a binary body, so this request is JSON and the dry run checks the raw bytes one).

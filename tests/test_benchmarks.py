@@ -199,3 +199,17 @@ def test_caption_speed_bandwidth_floor(quick_results):
         assert multiple == pytest.approx(floor["ours_s_per_step"][dec] / floor["floor_s_per_step"])
         assert multiple > 1, dec  # no decoder beats reading its weights once
     assert "bandwidth floor" in md
+
+
+def test_serving_load_fields(quick_results):
+    """The real model server answered every request of each level; the percentiles are ordered."""
+    results, md = quick_results
+    srv = results["serving_load"]["smoke"]
+    assert srv["container_env"]["TS_MAX_REQUEST_SIZE"] and srv["archive_mb"] > 0
+    for setting in srv["settings"]:
+        assert setting["first_ping_s"] > 0 and setting["rss_before_mb"] > 100
+        for level in setting["levels"]:
+            assert level["errors"] == 0, level["first_errors"]
+            assert 0 < level["p50_s"] <= level["p95_s"] <= level["p99_s"]
+            assert level["throughput_rps"] > 0
+    assert "model server under load" in md

@@ -116,7 +116,8 @@ def driver_env(channels: dict, root: Path, hosts: int, rank: int, per_node: int,
     return env
 
 
-@pytest.mark.parametrize("hosts, per_node", [(1, 2), (2, 1)])
+# One node with two processes is also what the torchrun test above runs: that case goes to `make test-slow`.
+@pytest.mark.parametrize("hosts, per_node", [pytest.param(1, 2, marks=pytest.mark.slow), (2, 1)])
 def test_sagemaker_torchrun_driver_trains_the_job(channels, one_process, tmp_path, hosts, per_node):
     port = free_port()
     # Every node sees the same checkpoint folder, as SageMaker's S3 sync gives each instance.
@@ -131,6 +132,7 @@ def test_sagemaker_torchrun_driver_trains_the_job(channels, one_process, tmp_pat
         assert not (tmp_path / "node1" / "model").exists()  # rank 0 alone writes
 
 
+@pytest.mark.slow
 def test_two_ranks_killed_mid_run_resume_to_the_same_weights(channels, one_process, tmp_path):
     """Killed once epoch 1's checkpoint is written (epoch 2 under way), restarted from it, like a spot job."""
     import json

@@ -34,6 +34,7 @@ def test_refuses_without_a_gpu():
     assert "images/s" not in proc.stdout  # nothing was timed
 
 
+@pytest.mark.slow
 def test_runs_both_parts_on_the_cpu_at_toy_sizes(tmp_path):
     out = tmp_path / "gpu-check.json"
     proc = gpu_check("--allow-cpu", "--tiny", "--steps", "1", "--json", str(out))

@@ -100,6 +100,7 @@ def chromium() -> Path:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_notebook_07_in_jupyterlab(chromium, smoke_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -51,3 +51,36 @@ def test_amazon_linux_2_cannot_install_the_numpy_pin(pypi, tmp_path):
     with pytest.raises(platform_check.PlatformError, match=r"^numpy==2\.4\.6: no wheel .*glibc 2\.26"):
         platform_check.resolve(requirements, glibc="2.26")
     assert platform_check.resolve(requirements, glibc="2.28") == ["numpy==2.4.6"]
+
+
+def test_the_endpoint_wheelhouse_installs_offline_on_the_inference_image_python(pypi, tmp_path):
+    """What `deploy` ships by default: the archive's requirements install from its wheels alone, for the
+    image's Python 3.12 (pip's own resolver, no index, as the container runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers.aws.package import OFFLINE_OPTIONS, serving_requirements
+    from helpers.aws.wheelhouse import PLATFORMS, PYTHON_VERSION, serving_wheelhouse
+
+    assert PYTHON_VERSION == "3.12"
+    wheels = serving_wheelhouse()
+    names = sorted(p.name for p in wheels.glob("*.whl"))
+    assert any(n.startswith("transformers-") for n in names) and not any(
+        n.startswith("torch-") for n in names
+    )
+    assert all(("-cp312-" in n or "-abi3-" in n or "-py3-none-" in n or "-py2.py3-" in n) for n in names), (
+        names
+    )
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "wheels").symlink_to(wheels)
+    requirements = code / "requirements.txt"
+    requirements.write_text(OFFLINE_OPTIONS + serving_requirements(project_root() / "requirements.txt"))
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:"]
+    cmd += [*platforms, "--python-version", "3.12", "--implementation", "cp", "--target", str(tmp_path / "t")]
+    env = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "PIP_INDEX_URL": "http://127.0.0.1:9/"}
+    result = subprocess.run([*cmd, "-r", str(requirements)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Would install" in result.stdout and "transformers-" in result.stdout

@@ -70,6 +70,7 @@ def test_runner_command_is_the_full_preset_with_caps():
 
 
 @pytest.mark.notebook
+@pytest.mark.slow
 def test_one_step_slice_at_full_shapes():
     """Fetch + load + one training step per notebook that downloads or trains, through the real loaders."""
     work = ARTIFACTS / "rehearsal-slice"  # stand-ins are reused by later sessions (rebuilt when they change)

@@ -232,7 +232,24 @@ BAD_JSON = {
         "invalid_field",
     ),
     "too many images": (json.dumps({"images": [b64(solid((1, 2, 3), "PNG"))] * 9}), 413, "too_many_images"),
+    "narrative too long for one request": (
+        json.dumps({"images": [b64(solid((1, 2, 3), "PNG"))] * 2, "sentences": 4}),  # 6 past the first
+        413,
+        "too_much_work",
+    ),
 }
+
+
+def test_the_longest_narrative_request_allowed_is_answered():
+    """Limits.max_extra_sentences: one image with 5 sentences, or two with 3, pass; the message says how."""
+    limits = Limits()
+    img = b64(solid((200, 10, 10), "PNG"))
+    for images, sentences in ((1, limits.max_sentences), (2, 3), (4, 2)):
+        doc = {"images": [img] * images, "sentences": sentences}
+        status, answer = handle(json.dumps(doc), "application/json", FakePredictor())
+        assert status == 200 and len(answer["predictions"]) == images, answer
+    status, code, message = error(json.dumps({"images": [img] * 8, "sentences": 5}), "application/json")
+    assert (status, code) == (413, "too_much_work") and "separate requests" in message
 
 
 @pytest.mark.parametrize("case", list(BAD_JSON))

@@ -54,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--name", help="endpoint name (default: caption-workbench-<time>)")
     dep.add_argument("--no-classifier", action="store_true", help="captions only")
     dep.add_argument("--no-wait", action="store_true", help="return before the endpoint is InService")
+    dep.add_argument(
+        "--no-wheels",
+        action="store_true",
+        help="leave the wheels out: the container pip-installs at start (internet or CA_REPOSITORY_ARN)",
+    )
     inv = sub.add_parser("invoke", help="caption an image on an endpoint")
     inv.add_argument("--name", required=True)
     inv.add_argument("image")
@@ -87,7 +92,13 @@ def run(args: argparse.Namespace) -> object:
     if args.command == "deploy":
         classifier = None if args.no_classifier else "best"
         dep = endpoint.deploy(
-            ctx, args.run_dir, args.instance_type, args.name, classifier, wait=not args.no_wait
+            ctx,
+            args.run_dir,
+            args.instance_type,
+            args.name,
+            classifier,
+            wait=not args.no_wait,
+            offline=not args.no_wheels,
         )
         return json.dumps(dep.to_json(), indent=2)
     if args.command == "invoke":

@@ -20,12 +20,30 @@ from typing import Any
 from helpers.aws.context import AwsContext
 from helpers.aws.package import IMAGE, package_model
 from helpers.aws.s3sync import split_s3_uri, upload_file
+from helpers.aws.wheelhouse import serving_wheelhouse
 
 #: Newest PyTorch inference image in the SDK's catalogue (its Python is 3.12); torch comes from the image.
 #: The one record of it is helpers.aws.package.IMAGE, written into every archive's serving.json.
 PYTORCH_VERSION, PY_VERSION = IMAGE["version"], IMAGE["py_version"]
 #: CPU instance: enough for one captioner request at a time. ml.g4dn.xlarge gives a T4.
 DEFAULT_INSTANCE = "ml.m5.xlarge"
+#: TorchServe's own body limit (its default, 6,553,500 bytes, is close to the handler's): above it TorchServe
+#: resets the connection with no answer at all. Set well over the handler's limit
+#: (helpers.serving.Limits.max_request_bytes, 6,000,000, SageMaker's own cap on a real-time request), so
+#: every body SageMaker lets through reaches the handler, which answers an oversized one with its JSON 413.
+SERVER_MAX_REQUEST_BYTES = 8 * 2**20
+#: Seconds TorchServe waits for one answer: SageMaker's own limit for a real-time invocation (60 s), so a
+#: request cannot outlive the call that sent it; the handler's limits keep the slowest request under it.
+RESPONSE_TIMEOUT_S = 60
+#: TorchServe workers (each loads every model). Its default is one per vCPU, each using every core: on an
+#: ml.m5.xlarge 4 copies of the models and 16 threads on 4 vCPUs. One worker with all cores gave the lowest
+#: latency and half the memory of two single-thread workers, which gained 34 % throughput only under 4
+#: concurrent clients (benchmarks/serving_load.py, full shapes, docs/serving.md). More load: more instances.
+SERVER_WORKERS = 1
+#: ContainerStartupHealthCheckTimeoutInSeconds: from container start to the first /ping 200 (archive
+#: download, the offline pip install from its wheels, model load). Measured here on 2 cores for the smoke
+#: package (docs/serving.md); 600 s leaves room for a full-size archive's download and load.
+STARTUP_HEALTH_CHECK_S = 600
 #: Environment of the serving container: where the handler is, and no model-hub calls from inside it.
 CONTAINER_ENV = {
     "SAGEMAKER_PROGRAM": "inference.py",
@@ -34,6 +52,9 @@ CONTAINER_ENV = {
     "HF_HUB_OFFLINE": "1",  # the tokenizer ships inside the archive
     "KERAS_BACKEND": "torch",  # the classifier runs on Keras' torch backend: the image has no TensorFlow
     "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TS_MAX_REQUEST_SIZE": str(SERVER_MAX_REQUEST_BYTES),  # TorchServe's setting (enable_envvars_config)
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(RESPONSE_TIMEOUT_S),  # the toolkit's default_response_timeout
+    "SAGEMAKER_MODEL_SERVER_WORKERS": str(SERVER_WORKERS),
 }
 
 
@@ -102,8 +123,14 @@ def upload_model(
     name: str,
     classifier: str | None = "best",
     archive: str | os.PathLike | None = None,
+    offline: bool = True,
 ) -> str:
-    """Package the run's models (or take `archive`, checked) and upload the archive; returns its s3:// URI."""
+    """Package the run's models (or take `archive`, checked) and upload the archive; returns its s3:// URI.
+
+    `offline`: the archive carries the wheels of its requirements for the image's Python
+    (helpers.aws.wheelhouse, cached), so the container installs nothing from the internet at start. With
+    False it asks the package index at start (or the CodeArtifact repository named by CA_REPOSITORY_ARN).
+    """
     uri = ctx.s3_uri("endpoints", name, "model.tar.gz")
     bucket, key = split_s3_uri(uri)
     if archive is not None:
@@ -111,7 +138,8 @@ def upload_model(
         upload_file(ctx, Path(archive), bucket, key)
         return uri
     with tempfile.TemporaryDirectory() as tmp:
-        packaged = package_model(run_dir, Path(tmp) / "model.tar.gz", classifier)
+        wheels = serving_wheelhouse() if offline else None
+        packaged = package_model(run_dir, Path(tmp) / "model.tar.gz", classifier, wheels=wheels)
         upload_file(ctx, packaged, bucket, key)
     return uri
 
@@ -126,16 +154,20 @@ def deploy(
     poll_s: int = 30,
     timeout_s: int = 3600,
     archive: str | os.PathLike | None = None,
+    offline: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Deployment:
     """Package, upload, build with ModelBuilder and deploy; with `wait`, return once it is InService.
 
     `archive`: a model.tar.gz packaged earlier (e.g. with its wheelhouse) instead of packaging `run_dir`;
-    refused when its serving.json names another inference image than the one deployed.
+    refused when its serving.json names another inference image than the one deployed. `offline=False`
+    leaves the wheels out (see `upload_model`); `env` adds to CONTAINER_ENV, e.g. ``{"CA_REPOSITORY_ARN":
+    arn}`` for the toolkit to install from a CodeArtifact mirror at start (docs/serving.md).
     """
     from sagemaker.serve.model_builder import ModelBuilder
 
     name = name or endpoint_name()
-    model_data = upload_model(ctx, run_dir, name, classifier, archive)
+    model_data = upload_model(ctx, run_dir, name, classifier, archive, offline)
     image = pytorch_image(ctx.region, instance_type)
     builder = ModelBuilder(
         s3_model_data_url=model_data,
@@ -143,12 +175,16 @@ def deploy(
         role_arn=ctx.role,
         sagemaker_session=ctx.sagemaker_session,
         instance_type=instance_type,
-        env_vars=dict(CONTAINER_ENV),
+        env_vars={**CONTAINER_ENV, **(env or {})},
         log_level=logging.WARNING,
     )
     builder.build(model_name=name)
     endpoint = builder.deploy(
-        endpoint_name=name, initial_instance_count=1, instance_type=instance_type, wait=False
+        endpoint_name=name,
+        initial_instance_count=1,
+        instance_type=instance_type,
+        wait=False,
+        container_startup_health_check_timeout=STARTUP_HEALTH_CHECK_S,
     )
     if wait:
         endpoint.wait_for_status("InService", poll=poll_s, timeout=timeout_s)
@@ -163,6 +199,7 @@ def try_endpoint(
     instance_type: str = DEFAULT_INSTANCE,
     classifier: str | None = "best",
     keep: bool = False,
+    offline: bool = True,
     **options: Any,
 ) -> tuple[Deployment, dict[str, Any]]:
     """Deploy, caption `image` on the new endpoint, then delete it all unless `keep`, also when a step fails.
@@ -172,7 +209,7 @@ def try_endpoint(
     """
     name = endpoint_name()
     try:
-        dep = deploy(ctx, run_dir, instance_type, name=name, classifier=classifier)
+        dep = deploy(ctx, run_dir, instance_type, name=name, classifier=classifier, offline=offline)
         return dep, invoke(ctx, name, image, **options)
     finally:
         if not keep:

@@ -20,12 +20,15 @@ The container environment is `helpers.aws.endpoint.CONTAINER_ENV`, the same dict
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -243,3 +246,77 @@ def start(
     )
     log.close()
     return LocalServer(base=base, port=port, process=process, started_at=time.monotonic())
+
+
+def venv_python_version(venv: str | os.PathLike | None = None) -> str:
+    """The serving environment's Python as pip's --python-version ("3.11"): what its wheels are built for."""
+    python = Path(venv or serve_venv()) / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(f"{python} not found: build the serving environment with `make serve-venv`")
+    out = subprocess.run(
+        [str(python), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def prepare(
+    run_dir: str | os.PathLike,
+    base: str | os.PathLike,
+    classifier: str | None = "best",
+    venv: str | os.PathLike | None = None,
+) -> Path:
+    """Package `run_dir` as an endpoint would get it, with wheels for the serving environment's Python, and
+    unpack it into ``<base>/model`` (replacing an earlier one); returns that folder."""
+    from helpers.aws.package import package_model
+    from helpers.aws.wheelhouse import serving_wheelhouse
+
+    base = Path(base)
+    wheels = serving_wheelhouse(python_version=venv_python_version(venv))
+    archive = package_model(run_dir, base / "model.tar.gz", classifier, wheels=wheels)
+    shutil.rmtree(base / "model", ignore_errors=True)
+    return unpack(archive, base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make serve-local``: a run's models in the image's model server on 127.0.0.1 until Ctrl-C."""
+    p = argparse.ArgumentParser(prog="python -m helpers.aws.local_server", description=main.__doc__)
+    p.add_argument("--run-dir", required=True, help="a run folder with captions/model (notebook 06)")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080, as in the image)")
+    p.add_argument("--no-classifier", action="store_true", help="captions only")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the first /ping 200")
+    args = p.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    try:
+        model = prepare(run_dir, run_dir / "serve-local", None if args.no_classifier else "best")
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    server = start(model, port=args.port)
+    try:
+        print(f"starting the model server on {model} (log: {server.log}) ...", flush=True)
+        print(f"ready after {server.wait_healthy(args.timeout):.1f} s: {server.url}", flush=True)
+        print(
+            f"  curl {server.url}/ping\n"
+            f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {server.url}/invocations\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        server.process.wait()
+        print(
+            f"the serve program exited ({server.process.returncode}):\n{server.log_tail()}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
