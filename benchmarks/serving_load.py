@@ -56,7 +56,9 @@ def tiny_run(root: Path) -> Path:
     from helpers.caption.features import EncoderConfig, ImageEncoder
     from helpers.caption.model import EOS_ID, PrefixConfig, build_captioner
 
-    encoder = ImageEncoder.build(EncoderConfig(backbone="vgg16", weights=None, input_size=32, seed=0))
+    vision = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    vision |= {"patch_size": 16, "projection_dim": 32}
+    encoder = ImageEncoder.build(EncoderConfig("clip", None, 32, vision=vision))  # torch, as the default
     gpt2 = dict(n_layer=1, n_head=2, n_embd=32, n_positions=32, bos_token_id=EOS_ID, eos_token_id=EOS_ID)
     model = build_captioner(PrefixConfig(feature_dim=encoder.feature_dim, prefix_length=2, gpt2=gpt2))
     Captioner(encoder, model, DecodeConfig("greedy", max_new_tokens=4)).save(root / "captions" / "model")

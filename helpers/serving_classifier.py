@@ -30,6 +30,18 @@ def _preprocess_inputs() -> dict[str, Callable[[Any], Any]]:
     }
 
 
+def model_inputs(batch: np.ndarray, backbone: str, size: int) -> Any:
+    """uint8 (N, H, W, 3) RGB -> the backbone's inputs at size x size, with backend-neutral `keras.ops`: the
+    same steps as `helpers.classify.pipeline.preprocess_batch` (bilinear resize with antialiasing, then the
+    backbone's own `preprocess_input`), which needs TensorFlow."""
+    import keras
+
+    x = keras.ops.cast(batch, "float32")
+    if batch.shape[1:3] != (size, size):
+        x = keras.ops.image.resize(x, (size, size), interpolation="bilinear", antialias=True)
+    return _preprocess_inputs()[backbone](x)
+
+
 @dataclass
 class ServingClassifier:
     """A loaded `.keras` classifier, its config.json and whether it preprocesses pixels itself."""
@@ -62,11 +74,7 @@ class ServingClassifier:
 
         batch = np.asarray(image)[None]
         if not self.takes_raw_pixels():
-            size = int(self.config["input_size"])
-            x = keras.ops.cast(batch, "float32")
-            if batch.shape[1:3] != (size, size):
-                x = keras.ops.image.resize(x, (size, size), interpolation="bilinear", antialias=True)
-            batch = _preprocess_inputs()[self.config["backbone"]](x)
+            batch = model_inputs(batch, self.config["backbone"], int(self.config["input_size"]))
         probs = self.model(batch, training=False)
         return np.asarray(keras.ops.convert_to_numpy(probs), dtype=np.float32)[0]
 

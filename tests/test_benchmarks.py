@@ -97,9 +97,13 @@ def test_caption_speed_fields(quick_results):
     assert set(cap["end_to_end"]) == {
         "ours greedy",
         "ours beam3",
+        "ours greedy, resnet50 encoder",
+        "ours beam3, resnet50 encoder",
         "VisionEncoderDecoder greedy",
         "VisionEncoderDecoder beam3",
     }
+    assert cap["config"]["backbone"] == "clip"  # the product's default encoder is the headline row
+    assert cap["targets"]["end_to_end/greedy"] == cap["targets"]["end_to_end/beam3"] == 3.0
     assert "ours greedy, plain loop without KV cache" in cap["decoder_only"]
     for mode in ("end_to_end", "decoder_only"):
         for name, v in cap[mode].items():

@@ -99,6 +99,12 @@ def assert_same_answer(got: dict, want: dict) -> None:
             )
 
 
+def test_free_ports_are_distinct():
+    """TorchServe binds five ports; two equal ones stop it at start ("Address already in use")."""
+    ports = local_server.free_ports(50)
+    assert len(set(ports)) == 50 and all(1024 < p < 65536 for p in ports)
+
+
 def test_the_package_starts_offline_and_answers_ping(server):
     assert server.ping() == 200
     log = server.log_tail(200_000)

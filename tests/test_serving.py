@@ -373,6 +373,46 @@ def test_the_endpoint_code_imports_with_only_the_endpoints_packages(tmp_path):
     assert result.stdout.strip() == str(project_root() / "helpers/__init__.py")
 
 
+def test_a_keras_encoder_gives_the_same_features_on_the_endpoint_packages(tmp_path):
+    """A captioner with a Keras image encoder (06's resnet50 option, or a classifier's features) needs
+    TensorFlow nowhere on the endpoint: on Keras' torch backend, without TensorFlow installed, it gives the
+    features TensorFlow gives here (images of different sizes, so the resize is exercised)."""
+    import dataclasses
+    import subprocess
+
+    from helpers.caption.features import EncoderConfig, ImageEncoder
+    from helpers.config import project_root
+
+    cfg = EncoderConfig(backbone="vgg16", weights=None, input_size=32, seed=0)
+    encoder = ImageEncoder.build(cfg)
+    encoder.save(tmp_path / "encoder")
+    rng = np.random.default_rng(0)
+    images = [
+        rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((32, 32, 3), (40, 56, 3), (90, 64, 3))
+    ]
+    np.savez(tmp_path / "images.npz", *images)
+    want = encoder.encode(images)
+
+    site = endpoint_site_packages(tmp_path / "site-packages")
+    env = {**os.environ, "PYTHONPATH": f"{site}:{project_root()}", "PYTHONNOUSERSITE": "1"}
+    env["KERAS_BACKEND"] = "torch"
+    probe = (
+        "import json, sys, numpy as np\n"
+        "from helpers.caption.features import EncoderConfig, KerasEncoder\n"
+        f"cfg = EncoderConfig(**json.loads({json.dumps(json.dumps(dataclasses.asdict(cfg)))}))\n"
+        f"enc = KerasEncoder.load(cfg, {str(tmp_path / 'encoder')!r})\n"
+        f"imgs = np.load({str(tmp_path / 'images.npz')!r})\n"
+        "out = enc.encode([imgs[k] for k in sorted(imgs.files, key=lambda k: int(k.split('_')[1]))])\n"
+        f"np.save({str(tmp_path / 'torch.npy')!r}, out)\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = np.load(tmp_path / "torch.npy")
+    assert got.shape == want.shape == (3, encoder.feature_dim)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
 @pytest.mark.notebook
 def test_real_smoke_models_behind_the_handler(smoke_run, tmp_path):
     """The packaged smoke-run captioner and classifier, loaded by model_fn, answer a real photo."""

@@ -84,10 +84,13 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports on 127.0.0.1 (all held open at once while chosen, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def unpack(archive: str | os.PathLike, base: str | os.PathLike) -> Path:
@@ -135,7 +138,10 @@ class LocalServer:
     def invoke(self, body: bytes, content_type: str, timeout: float = 120) -> tuple[int, dict]:
         """POST /invocations; the JSON document of the answer (errors included)."""
         status, raw, _ = self.request("/invocations", body, content_type, timeout)
-        return status, json.loads(raw)
+        try:
+            return status, json.loads(raw)
+        except json.JSONDecodeError:
+            raise RuntimeError(f"{status} with a body that is not JSON: {raw[:500]!r}") from None
 
     def ping(self, timeout: float = 5) -> int:
         try:
@@ -217,7 +223,9 @@ def start(
     python = Path(venv or serve_venv()) / "bin" / "python"
     if not python.exists():
         raise FileNotFoundError(f"{python} not found: build the serving environment with `make serve-venv`")
-    port = port or free_port()
+    ports = free_ports(5)  # inference (unless given), management, metrics and the two gRPC ports
+    port = port or ports[0]
+    others = [p for p in ports if p != port][:4]
     (base / "launcher.py").write_text(LAUNCHER)
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TS_", "VIRTUAL_ENV"))},
@@ -226,10 +234,10 @@ def start(
         "SAGEMAKER_BASE_DIR": str(base),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
-        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{free_port()}",
-        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{free_port()}",
-        "TS_GRPC_INFERENCE_PORT": str(free_port()),
-        "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{others[0]}",
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{others[1]}",
+        "TS_GRPC_INFERENCE_PORT": str(others[2]),
+        "TS_GRPC_MANAGEMENT_PORT": str(others[3]),
         "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
@@ -295,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     server = start(model, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill`, too, stops TorchServe (finally below)
     try:
         print(f"starting the model server on {model} (log: {server.log}) ...", flush=True)
         print(f"ready after {server.wait_healthy(args.timeout):.1f} s: {server.url}", flush=True)

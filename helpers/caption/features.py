@@ -160,14 +160,22 @@ class KerasEncoder(ImageEncoder):
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
 
     def _batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        import keras
+
+        for img in images:
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
+        size = self.cfg.input_size
+        if keras.backend.backend() != "tensorflow":  # the endpoint: Keras on torch, no TensorFlow there
+            from helpers.serving_classifier import model_inputs
+
+            x = keras.ops.concatenate([model_inputs(img[None], self.cfg.backbone, size) for img in images])
+            return np.asarray(keras.ops.convert_to_numpy(self.model(x, training=False)), dtype=np.float32)
         import tensorflow as tf
 
         from helpers.classify import get_backbone, preprocess_batch
 
-        spec, size = get_backbone(self.cfg.backbone), self.cfg.input_size
-        for img in images:
-            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
-                raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
+        spec = get_backbone(self.cfg.backbone)
         # Resized one by one (sizes differ), then the backbone's own preprocessing on the batch.
         x = tf.concat([preprocess_batch(img[None], spec, size) for img in images], axis=0)
         return np.asarray(self._inference(x), dtype=np.float32)
