@@ -139,3 +139,35 @@ def test_real_flickr8k_sample_reads_the_same_through_karpathy_json(real_samples:
     karpathy = load_dataset("karpathy:flickr8k", tmp_path)
     same(flickr, karpathy)
     assert json_path.name == "dataset_flickr8k.json" and sum(len(v) for v in karpathy.splits.values()) > 0
+
+
+def test_downstream_reads_the_dataset_06_recorded(tmp_path: Path, world: Path):
+    """07's studies and 08 take the dataset from 06's metrics.json, not from a folder named flickr8k: a run
+    trained on your own folder gives its test split; 08 refuses it with the reason (Flickr8K-CN names
+    Flickr8k's images)."""
+    import numpy as np
+
+    from helpers import artifacts
+    from helpers.caption.config import CaptionConfig, recorded_dataset
+    from helpers.config import RunPaths
+    from helpers.data import decode_image
+    from helpers.demo.studies import study_pictures
+    from helpers.multilingual.config import MultilingualConfig
+
+    flickr = load_flickr8k(world)
+    mine = write_folder(flickr, tmp_path / "mine")
+    run = tmp_path / "run"
+    cfg = CaptionConfig.for_preset("sample", str(run), data_source=str(mine), dataset=f"folder:{mine}")
+    paths = RunPaths(run)
+    assert recorded_dataset(paths) is None  # 06 has not run here
+    artifacts.write_json(paths.captions / "metrics.json", {"config": cfg.to_dict()})
+    data = recorded_dataset(paths)
+    assert data.source == f"folder:{mine}" and data.splits == flickr.splits
+    pictures = study_pictures(paths, 3)
+    want = [decode_image(flickr.image_path(n)) for n in flickr.splits["test"][:3]]
+    assert len(pictures["flickr"]) == 3 and all(
+        np.array_equal(a, b) for a, b in zip(pictures["flickr"], want, strict=True)
+    )
+    ml = MultilingualConfig.for_preset("sample", str(run), str(tmp_path), ["zh"])
+    with pytest.raises(ValueError, match=r"08 needs a run folder where 06 ran with dataset='flickr8k'"):
+        ml.flickr_source()

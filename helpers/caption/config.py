@@ -262,6 +262,29 @@ class CaptionConfig:
         }
 
 
+def recorded_dataset(paths: RunPaths, check_images: bool = False):
+    """The caption dataset notebook 06 trained on in this run folder, read again as its metrics.json
+    records it (dataset, data_source, preset, seed, restval), or None when 06 has not run here.
+
+    What reads 06's outputs (07's studies, 08) takes the dataset from here, not from a folder name.
+    """
+    from helpers import artifacts
+
+    metrics = paths.captions / "metrics.json"
+    if not metrics.is_file():
+        return None
+    config = artifacts.read_json(metrics)["config"]
+    cfg = CaptionConfig.for_preset(
+        config["preset"],
+        str(paths.root),
+        data_source=config.get("data_source"),
+        seed=config.get("seed", 0),
+        dataset=config.get("dataset", "flickr8k"),
+        restval=config.get("restval", "train"),
+    )
+    return cfg.load_data(check_images=check_images)
+
+
 def _synthetic_source(flickr_dir: Path, kind: str, name: str) -> Path:
     """The smoke world in the layout `kind` reads: the Flickr8k folder, or a Karpathy JSON / own folder
     written from it (same images, captions and splits)."""

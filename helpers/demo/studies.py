@@ -149,15 +149,16 @@ def study_count(preset: str, study_images: int | None) -> int:
 
 
 def study_pictures(paths: Any, count: int) -> dict[str, list]:
-    """Test pictures for the studies: Flickr8k's test split under run_dir/sources (06's) and CIFAR-100's
-    under run_dir/data (01's); a kind is left empty when its folder is not in this run."""
-    from helpers.data import decode_image, load_flickr8k, load_prepared
+    """Test pictures for the studies: the test split of the caption dataset 06 trained on (as its
+    metrics.json records it: Flickr8k, a Karpathy split or your own folder) under "flickr", and CIFAR-100's
+    under run_dir/data (01's); a kind is left empty when that notebook has not run in this run folder."""
+    from helpers.caption.config import recorded_dataset
+    from helpers.data import decode_image, load_prepared
 
     out: dict[str, list] = {"flickr": [], "cifar": []}
-    root = paths.sources / "flickr8k"
-    if count and (root / "Images").is_dir():
-        flickr = load_flickr8k(root)
-        out["flickr"] = [decode_image(flickr.image_path(n)) for n in flickr.splits["test"][:count]]
+    dataset = recorded_dataset(paths) if count else None
+    if dataset is not None:
+        out["flickr"] = [decode_image(dataset.image_path(n)) for n in dataset.splits["test"][:count]]
     if count and (paths.data / "manifest.json").is_file():
         out["cifar"] = list(load_prepared(paths.data).test.images[:count])
     return out

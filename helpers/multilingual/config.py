@@ -86,7 +86,15 @@ class MultilingualConfig:
         metrics = self.paths.captions / "metrics.json"
         if not metrics.is_file():
             raise FileNotFoundError(f"{metrics} not found: run notebook 06 for this run_dir first")
-        given = artifacts.read_json(metrics)["config"].get("data_source")
+        config = artifacts.read_json(metrics)["config"]
+        dataset = config.get("dataset", "flickr8k")
+        if dataset != "flickr8k":
+            raise ValueError(
+                f"notebook 06 trained on {dataset!r} in {self.paths.root}: the languages of notebook 08 "
+                "caption the Flickr8k images (Flickr8K-CN's files name them), so 08 needs a run folder "
+                "where 06 ran with dataset='flickr8k'"
+            )
+        given = config.get("data_source")
         return Path(given).expanduser() if given else self.paths.sources / "flickr8k"
 
     def resolve_data(self) -> Path:
