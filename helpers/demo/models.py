@@ -137,15 +137,16 @@ def bundled_photos() -> list[Path]:
 
 
 def synthetic_examples(paths: RunPaths, count: int) -> list[Path]:
-    """Test-split pictures of the synthetic Flickr8k that 06 trained on (written afresh if it is gone)."""
+    """Test-split pictures of the dataset 06 trained on, as its metrics.json records it (in smoke, the
+    synthetic world); without 06 in this run folder, a synthetic Flickr8k written for the demo."""
+    from helpers.caption.config import recorded_dataset
     from helpers.data import load_flickr8k, write_synthetic_flickr
 
-    root = paths.sources / "flickr8k"
-    if not (root / "Images").is_dir():
+    dataset = recorded_dataset(paths)
+    if dataset is None:
         # ~10 % of the pictures land in the test split
-        root = write_synthetic_flickr(paths.demo / "inputs", num_images=max(20, 12 * count))
-    flickr = load_flickr8k(root)
-    return [flickr.images_dir / name for name in flickr.splits["test"][:count]]
+        dataset = load_flickr8k(write_synthetic_flickr(paths.demo / "inputs", num_images=max(20, 12 * count)))
+    return [dataset.image_path(name) for name in dataset.splits["test"][:count]]
 
 
 def example_images(cfg: DemoConfig) -> list[Path]:
