@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, emit
+from benchmarks.common import ROOT, emit, timed
 
 #: Server settings as (TorchServe workers, torch threads per worker; None: torch's default, every core),
 #: then concurrent clients and requests per level. Each server setting is one fresh server.
@@ -174,7 +174,7 @@ def measure(run_dir: Path, base: Path, sizes: dict[str, Any], slowest: bool = Fa
         server = local_server.start(model, env=env)
         try:
             ping_s = server.wait_healthy(START_TIMEOUT_S)
-            first_s, (status, doc) = _timed(lambda s=server: s.invoke(body, "image/jpeg", timeout=300))
+            first_s, (status, doc) = timed(lambda s=server: s.invoke(body, "image/jpeg", timeout=300))
             if status != 200:
                 raise RuntimeError(f"first request answered {status}: {doc}\n{server.log_tail()}")
             load(server, body, 1, sizes["warmup"])
@@ -204,12 +204,6 @@ def measure(run_dir: Path, base: Path, sizes: dict[str, Any], slowest: bool = Fa
         "container_env": {k: v for k, v in CONTAINER_ENV.items() if k.startswith(("TS_", "SAGEMAKER_MODEL"))},
         "settings": settings,
     }
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ SERVER_MAX_REQUEST_BYTES = 8 * 2**20
 RESPONSE_TIMEOUT_S = 60
 #: TorchServe workers (each loads every model). Its default is one per vCPU, each using every core: on an
 #: ml.m5.xlarge 4 copies of the models and 16 threads on 4 vCPUs. One worker with all cores gave the lowest
-#: latency and half the memory of two single-thread workers, which gained 34 % throughput only under 4
+#: latency and half the memory of two single-thread workers, which gained 29 % throughput only under 4
 #: concurrent clients (benchmarks/serving_load.py, full shapes, docs/serving.md). More load: more instances.
 SERVER_WORKERS = 1
 #: ContainerStartupHealthCheckTimeoutInSeconds: from container start to the first /ping 200 (archive

@@ -57,6 +57,14 @@ def serve_venv() -> Path:
     return root / ".venv-serve"
 
 
+def _venv_python(venv: str | os.PathLike | None) -> Path:
+    """The serving environment's python (`venv`, else .venv-serve); a clear error if it is not built."""
+    python = Path(venv or serve_venv()) / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(f"{python} not found: build the serving environment with `make serve-venv`")
+    return python
+
+
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -220,9 +228,7 @@ def start(
     if model.name != "model":
         raise ValueError(f"{model} must be named 'model' (the toolkit reads <SAGEMAKER_BASE_DIR>/model)")
     base = model.parent
-    python = Path(venv or serve_venv()) / "bin" / "python"
-    if not python.exists():
-        raise FileNotFoundError(f"{python} not found: build the serving environment with `make serve-venv`")
+    python = _venv_python(venv)
     ports = free_ports(5)  # inference (unless given), management, metrics and the two gRPC ports
     port = port or ports[0]
     others = [p for p in ports if p != port][:4]
@@ -258,11 +264,8 @@ def start(
 
 def venv_python_version(venv: str | os.PathLike | None = None) -> str:
     """The serving environment's Python as pip's --python-version ("3.11"): what its wheels are built for."""
-    python = Path(venv or serve_venv()) / "bin" / "python"
-    if not python.exists():
-        raise FileNotFoundError(f"{python} not found: build the serving environment with `make serve-venv`")
     out = subprocess.run(
-        [str(python), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+        [str(_venv_python(venv)), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
         capture_output=True,
         text=True,
         check=True,

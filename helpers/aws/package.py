@@ -39,9 +39,8 @@ from helpers.serving import CAPTIONER_DIR, CLASSIFIER_DIR, LANGUAGES_DIR, SERVIN
 #: The inference image the archive is built and tested for (sagemaker 3.27's newest PyTorch inference image);
 #: `helpers.aws.endpoint.deploy` refuses an archive whose serving.json names another.
 IMAGE = {"framework": "pytorch", "version": "2.6.0", "py_version": "py312"}
-#: Where the archive's code/ lands in the container; pip installs from its wheels/ only (no internet). The
-#: relative path is resolved against requirements.txt's folder, so the archive works wherever it is unpacked.
-CODE_DIR = "/opt/ml/model/code"
+#: pip installs from the archive's code/wheels/ only (no internet). The relative path is resolved against
+#: requirements.txt's folder (/opt/ml/model/code in the container), so the archive works wherever unpacked.
 OFFLINE_OPTIONS = "--no-index\n--find-links wheels\n"
 
 #: What the endpoint installs from requirements.txt; torch comes with the PyTorch inference image. No

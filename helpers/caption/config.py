@@ -262,18 +262,23 @@ class CaptionConfig:
         }
 
 
+def recorded_config(paths: RunPaths) -> dict[str, Any] | None:
+    """The `config` notebook 06 recorded in this run folder's captions/metrics.json, or None before 06."""
+    from helpers import artifacts
+
+    metrics = paths.captions / "metrics.json"
+    return artifacts.read_json(metrics)["config"] if metrics.is_file() else None
+
+
 def recorded_dataset(paths: RunPaths, check_images: bool = False):
     """The caption dataset notebook 06 trained on in this run folder, read again as its metrics.json
     records it (dataset, data_source, preset, seed, restval), or None when 06 has not run here.
 
     What reads 06's outputs (07's studies, 08) takes the dataset from here, not from a folder name.
     """
-    from helpers import artifacts
-
-    metrics = paths.captions / "metrics.json"
-    if not metrics.is_file():
+    config = recorded_config(paths)
+    if config is None:
         return None
-    config = artifacts.read_json(metrics)["config"]
     cfg = CaptionConfig.for_preset(
         config["preset"],
         str(paths.root),

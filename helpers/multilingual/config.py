@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import artifacts
 from helpers.caption.decode import DecodeConfig
 from helpers.caption.model import PrefixConfig
 from helpers.caption.train import TrainConfig
@@ -83,10 +82,12 @@ class MultilingualConfig:
 
     def flickr_source(self) -> Path:
         """The Flickr8k folder notebook 06 read (its metrics record it), else run_dir/sources/flickr8k."""
-        metrics = self.paths.captions / "metrics.json"
-        if not metrics.is_file():
+        from helpers.caption.config import recorded_config
+
+        config = recorded_config(self.paths)
+        if config is None:
+            metrics = self.paths.captions / "metrics.json"
             raise FileNotFoundError(f"{metrics} not found: run notebook 06 for this run_dir first")
-        config = artifacts.read_json(metrics)["config"]
         dataset = config.get("dataset", "flickr8k")
         if dataset != "flickr8k":
             raise ValueError(
