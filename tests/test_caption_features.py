@@ -4,6 +4,7 @@ when the encoder changes; a saved captioner folder loads and captions pictures o
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -124,3 +125,103 @@ def test_detailed_decoding_favours_longer_beams():
     assert detail_decoding(DecodeConfig("beam", num_beams=3), "short") == DecodeConfig("beam", num_beams=3)
     with pytest.raises(ValueError, match="detail"):
         detail_decoding(DecodeConfig(), "long")
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory):
+    from helpers.data import load_flickr8k
+
+    root = write_synthetic_flickr(tmp_path_factory.mktemp("forty"), num_images=40, image_size=48)
+    return load_flickr8k(root)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_extraction_killed_mid_chunk_resumes_at_the_first_unfinished_chunk_and_equals_a_full_run(
+    forty, tmp_path
+):
+    names = names_of(forty)
+    whole = cached_features(tmp_path / "whole", SMALL, names, forty.image_path, 4, False, chunk_rows=8)
+    calls: list[str] = []
+
+    def failing(name):
+        calls.append(name)
+        if len(calls) > 40 + 21:  # after the fingerprint (40): chunks 0-1 done, chunk 2 half decoded
+            raise Crash(name)
+        return forty.image_path(name)
+
+    cache = tmp_path / "resumed"
+    with pytest.raises(Crash):
+        cached_features(cache, SMALL, names, failing, 4, False, chunk_rows=8, workers=1)
+    state = json.loads((cache / "partial.json").read_text())
+    assert state["done"] == [0, 1] and not (cache / "features.npy").exists()
+    assert not (cache / "config.json").exists()  # an unfinished cache is never taken for a finished one
+
+    seen: list[str] = []
+    counting = lambda n: seen.append(n) or forty.image_path(n)  # noqa: E731
+    resumed = cached_features(cache, SMALL, names, counting, 4, False, chunk_rows=8)
+    assert not resumed.reused and resumed.names == names
+    assert seen[:40] == names  # the fingerprint stats every file first
+    assert seen[40:] == names[16:]  # then only the unfinished chunks are decoded
+    np.testing.assert_array_equal(resumed.features, whole.features)  # bit for bit
+    assert isinstance(resumed.features, np.memmap) and not resumed.features.flags.writeable
+    assert not (cache / "partial.json").exists() and not (cache / "features.partial.npy").exists()
+    assert cached_features(cache, SMALL, names, forty.image_path, 4, False, chunk_rows=8).reused
+
+
+def test_a_partial_cache_made_another_way_is_started_over(forty, tmp_path):
+    names = names_of(forty)
+    state = {"done": [0, 1, 2, 3, 4], "chunk_rows": 8, "feature_dim": 512, "want": {"images": 40}}
+    (tmp_path / "partial.json").write_text(json.dumps(state))
+    np.save(tmp_path / "features.partial.npy", np.ones((40, 512), np.float16))
+    fresh = cached_features(tmp_path, SMALL, names, forty.image_path, 4, False, chunk_rows=8)
+    reference = cached_features(tmp_path / "ref", SMALL, names, forty.image_path, 4, False, chunk_rows=8)
+    np.testing.assert_array_equal(fresh.features, reference.features)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        cached_features(tmp_path / "x", SMALL, names, forty.image_path, 4, False, chunk_rows=10)
+    with pytest.raises(ValueError, match="no images"):
+        cached_features(tmp_path / "x", SMALL, [], forty.image_path, progress=False)
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from helpers.caption.features import EncoderConfig, cached_features
+root, cache = Path(sys.argv[1]), Path(sys.argv[2])
+names = sorted(p.name for p in root.glob("*.jpg"))
+def slow(name):
+    time.sleep(0.1)
+    return root / name
+cfg = EncoderConfig("vgg16", None, 32, seed=0)
+cached_features(cache, cfg, names, slow, 4, False, chunk_rows=8, workers=2)
+"""
+
+
+def test_a_process_killed_with_sigkill_resumes_to_the_uninterrupted_features(forty, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = forty.image_path(names_of(forty)[0]).parent
+    names = sorted(p.name for p in root.glob("*.jpg"))
+    path_of = lambda n: root / n  # noqa: E731
+    cache = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(root), str(cache)], start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        path = cache / "partial.json"
+        if path.is_file() and len(json.loads(path.read_text())["done"]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the extraction finished (or failed) before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads((cache / "partial.json").read_text())["done"]
+    assert 2 <= len(done) < 5 and not (cache / "features.npy").exists()
+    resumed = cached_features(cache, SMALL, names, path_of, 4, False, chunk_rows=8)
+    whole = cached_features(tmp_path / "whole", SMALL, names, path_of, 4, False, chunk_rows=8)
+    np.testing.assert_array_equal(resumed.features, whole.features)

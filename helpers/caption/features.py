@@ -19,7 +19,9 @@ stores as 0: such constant features are refused.
 Cache (``run_dir/captions/features/``): ``features.npy`` (N, D) float16, ``index.json`` (image names in
 row order), ``config.json`` (the encoder config and a fingerprint of the images) and the encoder itself
 (``encoder.json`` + ``encoder.keras`` or ``clip/``: a random-init encoder must be saved to be
-reproduced). It is reused when the config matches and rebuilt when it does not.
+reproduced). It is reused when the config matches and rebuilt when it does not. While it is being built,
+``features.partial.npy`` holds the rows written so far (memory-mapped) and ``partial.json`` the finished
+chunks: a killed run picks up there (`cached_features`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,49 +245,137 @@ def cached_features(
     path_of: Callable[[str], Path],
     batch_size: int = 32,
     progress: bool = True,
+    chunk_rows: int | None = None,
+    workers: int | None = None,
 ) -> FeatureCache:
-    """Features of `names` (decoded from `path_of(name)`), from the cache when it was made the same way."""
-    from helpers.data import decode_image
+    """Features of `names` (decoded from `path_of(name)`), from the cache when it was made the same way.
 
-    cache_dir, names = Path(cache_dir), sorted(names)
+    Streams: JPEGs are decoded on `workers` threads (default: the CPUs, at most 8) a few batches ahead of
+    the encoder, and every `chunk_rows` rows (default 32 batches) go into a memory-mapped float16 file, so
+    memory stays at a few batches of pictures whatever the dataset's size. A killed run resumes at its
+    first unfinished chunk with the encoder it saved at the start, so the result equals an uninterrupted
+    run's.
+    """
+    cache_dir, names, chunk_rows = Path(cache_dir), sorted(names), chunk_rows or 32 * batch_size
+    if not names:
+        raise ValueError("no images to encode")
+    if chunk_rows % batch_size:
+        raise ValueError(f"chunk_rows ({chunk_rows}) must be a multiple of batch_size ({batch_size})")
     want = {
         "encoder": dataclasses.asdict(cfg),
         "images": len(names),
         "images_sha256": images_fingerprint(names, path_of),
     }
     if _matches(cache_dir, want):
-        feats = artifacts.load_npy(cache_dir / "features.npy")
-        return FeatureCache(
-            feats,
-            artifacts.read_json(cache_dir / "index.json")["names"],
-            artifacts.read_json(cache_dir / "config.json"),
-            ImageEncoder.load(cache_dir),
-            reused=True,
-        )
+        return _open_cache(cache_dir, reused=True)
     (cache_dir / "config.json").unlink(missing_ok=True)  # the old cache no longer vouches for anything
-    encoder = ImageEncoder.build(cfg)
-    rows = []
-    for start in tqdm(range(0, len(names), batch_size), desc="features", disable=not progress):
-        batch = [decode_image(path_of(n)) for n in names[start : start + batch_size]]
-        rows.append(encoder.encode(batch, batch_size))
-    feats = np.concatenate(rows).astype(np.float16)
-    _check_features(feats, np.concatenate(rows), cfg)
-    encoder.save(cache_dir)
-    artifacts.save_npy(cache_dir / "features.npy", feats)
+    encoder, state = _start_or_resume(cache_dir, cfg, want, chunk_rows)
+    feats = np.lib.format.open_memmap(cache_dir / PARTIAL, mode="r+")
+    todo = [c for c in range(-(-len(names) // chunk_rows)) if c not in state["done"]]
+    rows = [r for c in todo for r in range(c * chunk_rows, min(len(names), (c + 1) * chunk_rows))]
+    done_rows = len(names) - len(rows)
+    desc = f"features (resumed, {done_rows:,} done)" if done_rows else "features"
+    with (
+        ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool,
+        tqdm(total=len(names), initial=done_rows, desc=desc, unit="img", disable=not progress) as bar,
+    ):
+        images = _prefetch(pool, lambda r: _decode(path_of(names[r])), rows, ahead=4 * batch_size)
+        for c in todo:
+            lo, hi = c * chunk_rows, min(len(names), (c + 1) * chunk_rows)
+            exact = np.concatenate(
+                [
+                    encoder.encode([next(images) for _ in range(s, min(hi, s + batch_size))], batch_size)
+                    for s in range(lo, hi, batch_size)
+                ]
+            )
+            _check_finite(exact.astype(np.float16), exact, cfg)
+            feats[lo:hi] = exact
+            feats.flush()  # on disk before the chunk is marked done
+            state["done"].append(c)
+            artifacts.write_json(cache_dir / "partial.json", state)
+            bar.update(hi - lo)
+    _check_varies(feats, cfg)
+    del feats
+    os.replace(cache_dir / PARTIAL, cache_dir / "features.npy")
     artifacts.write_json(cache_dir / "index.json", {"names": names})
-    config = {**want, "feature_dim": encoder.feature_dim, "dtype": "float16"}
+    config = {**want, "feature_dim": int(state["feature_dim"]), "dtype": "float16"}
     artifacts.write_json(cache_dir / "config.json", config)  # last: marks the cache complete
-    return FeatureCache(feats, names, config, encoder, reused=False)
+    (cache_dir / "partial.json").unlink()
+    return FeatureCache(_read_features(cache_dir), names, config, encoder, reused=False)
 
 
-def _check_features(feats: np.ndarray, exact: np.ndarray, cfg: EncoderConfig) -> None:
-    """Refuse features that float16 cannot hold or that do not vary between images."""
+PARTIAL = "features.partial.npy"  # the memory-mapped rows of an unfinished extraction
+
+
+def _start_or_resume(cache_dir: Path, cfg: EncoderConfig, want: dict, chunk_rows: int) -> tuple[Any, dict]:
+    """The saved encoder and chunk record of an unfinished run made the same way, or a fresh start."""
+    path = cache_dir / "partial.json"
+    state = artifacts.read_json(path) if path.is_file() else {}
+    same = state.get("want") == json.loads(json.dumps(want)) and state.get("chunk_rows") == chunk_rows
+    if same and (cache_dir / PARTIAL).is_file() and (cache_dir / "encoder.json").is_file():
+        return ImageEncoder.load(cache_dir), state
+    path.unlink(missing_ok=True)
+    encoder = ImageEncoder.build(cfg)
+    encoder.save(cache_dir)  # first: a resumed run must encode with these very weights (random init too)
+    shape = (want["images"], encoder.feature_dim)
+    np.lib.format.open_memmap(cache_dir / PARTIAL, mode="w+", dtype=np.float16, shape=shape).flush()
+    state = {"want": want, "chunk_rows": chunk_rows, "feature_dim": encoder.feature_dim, "done": []}
+    artifacts.write_json(path, state)
+    return encoder, state
+
+
+def _decode(path: Path) -> np.ndarray:
+    from helpers.data import decode_image
+
+    return decode_image(path)
+
+
+def _prefetch(pool: ThreadPoolExecutor, fn: Callable, items: Sequence, ahead: int) -> Iterator:
+    """`fn(item)` for each item, in order, computed on `pool` at most `ahead` items in advance."""
+    pending: deque = deque(pool.submit(fn, x) for x in items[:ahead])
+    for x in items[ahead:]:
+        result = pending.popleft().result()
+        pending.append(pool.submit(fn, x))
+        yield result
+    while pending:
+        yield pending.popleft().result()
+
+
+def _read_features(cache_dir: Path) -> np.ndarray:
+    """The (N, D) float16 features, memory-mapped read-only (COCO's 123,287 x 2048 are 505 MB)."""
+    path = cache_dir / "features.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"expected array file not found: {path}")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _open_cache(cache_dir: Path, reused: bool) -> FeatureCache:
+    return FeatureCache(
+        _read_features(cache_dir),
+        artifacts.read_json(cache_dir / "index.json")["names"],
+        artifacts.read_json(cache_dir / "config.json"),
+        ImageEncoder.load(cache_dir),
+        reused=reused,
+    )
+
+
+def _check_finite(feats: np.ndarray, exact: np.ndarray, cfg: EncoderConfig) -> None:
+    """Refuse features that float16 cannot hold."""
     if not np.isfinite(feats).all():
         raise ValueError(f"{cfg.label}: features overflow float16 (max |x| {np.abs(exact).max():.3g})")
-    if len(feats) > 1 and not np.ptp(feats.astype(np.float32), axis=0).any():
+
+
+def _check_varies(feats: np.ndarray, cfg: EncoderConfig, chunk: int = 8192) -> None:
+    """Refuse features that do not vary between images (read in chunks: the array may be large)."""
+    lo = np.full(feats.shape[1], np.inf, np.float32)
+    hi = np.full(feats.shape[1], -np.inf, np.float32)
+    for s in range(0, len(feats), chunk):
+        block = np.asarray(feats[s : s + chunk], dtype=np.float32)
+        lo, hi = np.minimum(lo, block.min(axis=0)), np.maximum(hi, block.max(axis=0))
+    if len(feats) > 1 and not (hi - lo).any():
         raise ValueError(
-            f"{cfg.label} gives constant features (max |x| {np.abs(exact).max():.3g}): the images cannot be "
-            "told apart; use another backbone or pretrained weights"
+            f"{cfg.label} gives constant features (max |x| {max(abs(lo).max(), abs(hi).max()):.3g}): the "
+            "images cannot be told apart; use another backbone or pretrained weights"
         )
 
 
