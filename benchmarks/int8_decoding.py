@@ -1,0 +1,176 @@
+"""8-bit CPU decoding: int8 weights (torch dynamic quantization) against today's prepacked float32 decoder.
+
+`python -m benchmarks.int8_decoding --captioner RUN/captions/model` measures, on a trained captioner's test
+split (the features notebook 06 cached), decoder-only seconds of greedy and beam3 for both precisions
+side by side in one process (alternating rounds, 1 thread), BLEU-4 with `helpers.metrics.CaptionScorer`
+and the fraction of captions that are identical. `--full-shapes` times one decoding step of GPT-2 small
+(random weights) in both precisions against the memory-bandwidth floor. `--quick` uses tiny random models.
+
+int8: GPT-2's Conv1D layers become nn.Linear (weight transposed), then `torch.ao.quantization.
+quantize_dynamic` turns them and the LM head into int8-weight linears (per-tensor, activations quantized
+per call); embeddings, layer norms and the mapper stay float32. The ship criterion (issue 24, item 5):
+>= 1.5x faster decoder-only, |BLEU-4 change| <= 0.01 and >= 90 % identical captions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import emit, memory_bandwidth, timed
+
+CRITERION = {"speedup": 1.5, "bleu4_change": 0.01, "identical": 0.9}
+
+
+def int8_copy(model: Any) -> Any:
+    """A deep copy of a PrefixCaptioner whose GPT-2 linears and LM head hold int8 weights."""
+    import torch
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    out = copy.deepcopy(model).eval()
+    for parent in list(out.gpt.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):  # stores (in, out); nn.Linear wants (out, in)
+                lin = nn.Linear(child.weight.shape[0], child.weight.shape[1])
+                lin.weight.data = child.weight.data.t().contiguous()
+                lin.bias.data = child.bias.data.clone()
+                setattr(parent, name, lin)
+    out.gpt.lm_head = copy.deepcopy(out.gpt.lm_head)  # untie from wte before quantizing
+    out.gpt.lm_head.weight = nn.Parameter(out.gpt.lm_head.weight.detach().clone())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        out.gpt = torch.ao.quantization.quantize_dynamic(out.gpt, {nn.Linear}, dtype=torch.qint8)
+    return out
+
+
+def test_split(captioner_dir: Path) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+    """(features, names, references) of the test split, from notebook 06's cache and test_captions.json."""
+    captions = captioner_dir.parent
+    test = json.loads((captions / "test_captions.json").read_text())
+    names = json.loads((captions / "features" / "index.json").read_text())["names"]
+    feats = np.load(captions / "features" / "features.npy")
+    row = {n: i for i, n in enumerate(names)}
+    keep = [n for n in test if n in row]
+    return feats[[row[n] for n in keep]], keep, {n: test[n]["references"] for n in keep}
+
+
+def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
+    """Both precisions on the trained captioner's test split: seconds, BLEU-4, identical captions."""
+    from helpers.caption.captioner import Captioner
+    from helpers.caption.decode import DecodeConfig, generate_ids, ids_to_text
+    from helpers.metrics import CaptionScorer
+
+    cap = Captioner.load(captioner_dir)
+    feats, names, refs = test_split(captioner_dir)
+    models = {"float32": cap.model, "int8": int8_copy(cap.model)}
+    out: dict[str, Any] = {"test_images": len(names)}
+    scorer = CaptionScorer(meteor=False)
+    for spec in ("greedy", "beam3"):
+        dec = DecodeConfig.parse(spec)
+        runs = {k: (lambda m=m, dec=dec: generate_ids(m, feats, dec, 64)) for k, m in models.items()}
+        secs: dict[str, list[float]] = {k: [] for k in runs}
+        ids = {k: fn() for k, fn in runs.items()}  # warm-up (packs float32 weights), kept for quality
+        for r in range(repeats):
+            for k in list(runs)[r % 2 :] + list(runs)[: r % 2]:
+                secs[k].append(timed(runs[k])[0])
+        texts = {k: ids_to_text(cap.tokenizer, v) for k, v in ids.items()}
+        bleu = {k: scorer.score(refs, dict(zip(names, t, strict=True)))["Bleu_4"] for k, t in texts.items()}
+        med = {k: statistics.median(v) for k, v in secs.items()}
+        out[spec] = {
+            "median_s": med,
+            "all_s": {k: [round(s, 4) for s in v] for k, v in secs.items()},
+            "speedup": med["float32"] / med["int8"],
+            "bleu4": bleu,
+            "bleu4_change": bleu["int8"] - bleu["float32"],
+            "identical": float(np.mean([a == b for a, b in zip(*texts.values(), strict=True)])),
+            "examples": [[a, b] for a, b in zip(*texts.values(), strict=True) if a != b][:3],
+        }
+    return out
+
+
+def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
+    """One KV-cached decoding step (batch 8, 30 cached positions) of GPT-2 small, random weights."""
+    import torch
+
+    from helpers.caption.cpu_kernels import packed_linears
+    from helpers.caption.model import EOS_ID, PrefixConfig, build_captioner
+    from helpers.caption.tokenizer import GPT2_VOCAB_SIZE
+
+    shape = {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024}
+    if quick:
+        shape = {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 64}
+    gpt2 = {**shape, "vocab_size": GPT2_VOCAB_SIZE, "bos_token_id": EOS_ID, "eos_token_id": EOS_ID}
+    f32 = build_captioner(PrefixConfig(512, 10, "mlp", gpt2=gpt2)).eval()
+    q8 = int8_copy(f32)
+    x = torch.randn(8, 30, shape["n_embd"])
+    step = torch.randn(8, 1, shape["n_embd"])
+
+    def one_step(model):
+        past = model.gpt(inputs_embeds=x, use_cache=True).past_key_values
+
+        def call():
+            model.gpt(inputs_embeds=step, past_key_values=past, use_cache=True)
+            past.crop(-1)  # back to 30 cached positions for the next timing
+
+        return call
+
+    secs: dict[str, list[float]] = {"float32": [], "int8": []}
+    with torch.no_grad(), packed_linears(f32):
+        calls = {"float32": one_step(f32), "int8": one_step(q8)}
+        for fn in calls.values():
+            fn()
+        for _ in range(repeats):
+            for k, fn in calls.items():
+                secs[k].append(timed(fn)[0])
+    bw = max(memory_bandwidth().values())
+    wpe = f32.gpt.transformer.wpe.weight
+    f32_bytes = sum(p.numel() * 4 for p in f32.gpt.parameters() if p is not wpe)
+    int8_bytes = f32_bytes // 4  # every matrix read per step is int8 (layer norms: negligible)
+    med = {k: statistics.median(v) for k, v in secs.items()}
+    floors = {"float32": f32_bytes / bw, "int8": int8_bytes / bw}
+    return {
+        "step_s": med,
+        "speedup": med["float32"] / med["int8"],
+        "bandwidth_bytes_per_s": bw,
+        "floor_s": floors,
+        "multiple_of_floor": {k: med[k] / floors[k] for k in med},
+    }
+
+
+def run(captioner: str | None, quick: bool, repeats: int) -> dict[str, Any]:
+    import torch
+
+    import helpers  # noqa: F401
+
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {"criterion": CRITERION, "threads": 1, "full_shapes": full_shapes(repeats, quick)}
+    if captioner:
+        s = out["smoke"] = smoke(Path(captioner), repeats)
+        out["criterion_met"] = all(
+            s[d]["speedup"] >= CRITERION["speedup"]
+            and abs(s[d]["bleu4_change"]) <= CRITERION["bleu4_change"]
+            and s[d]["identical"] >= CRITERION["identical"]
+            for d in ("greedy", "beam3")
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captioner", help="a trained captioner folder (RUN/captions/model)")
+    parser.add_argument("--quick", action="store_true", help="tiny random model for the step timing")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    emit(run(args.captioner, args.quick, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
