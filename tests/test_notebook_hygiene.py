@@ -65,7 +65,8 @@ def test_one_parameters_cell_of_literals(nb):
 def test_cells_are_short(nb):
     notebook, path = nb
     for i, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code":
+        # the parameters cell is a list of literal knobs (checked above), not logic: it may be longer
+        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
             assert len(cell.source.splitlines()) <= 20, (
                 f"{path.name} cell {i} is too long; move logic to helpers"
             )

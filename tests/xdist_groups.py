@@ -26,6 +26,7 @@ LONG_MODULES = (
     "test_platform.py",
     "test_caption_job.py",  # torchrun and the SDK's driver, ~190 s (2026-12-04)
     "test_aws_training.py",  # moto server and a tiny captioner, ~50 s
+    "test_caption_remote.py",  # 06's trainings as (local and moto) jobs, ~90 s (2026-12-05)
 )
 
 

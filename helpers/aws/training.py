@@ -173,17 +173,37 @@ def unpack_model(tarball: Path, model_dir: Path) -> Path:
     return model_dir
 
 
-def fetch_model(ctx: AwsContext, model_s3_uri: str, run_dir: Path, record: dict[str, Any]) -> Path:
-    """Download the job's model.tar.gz into run_dir/captions/model/ and write captions/job.json."""
+def fetch_model(
+    ctx: AwsContext, model_s3_uri: str, run_dir: Path, record: dict[str, Any], variant: str = "model"
+) -> Path:
+    """Download the job's model.tar.gz into run_dir/captions/model/ (the blind twin's: captions/blind-model/)
+    and write its record (captions/job.json; the blind twin's: captions/jobs/blind.json)."""
     bucket, key = s3sync.split_s3_uri(model_s3_uri)
-    tarball = run_dir / "captions" / "job-model.tar.gz"
+    tarball = run_dir / "captions" / f"job-{variant}.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
     # A job's model.tar.gz has no checksum metadata (s3sync.download_file needs it); tarfile checks it.
     ctx.client("s3").download_file(bucket, key, str(tarball))
-    model_dir = unpack_model(tarball, run_dir / "captions" / "model")
+    model_dir = unpack_model(tarball, run_dir / MODEL_DIRS[variant])
     tarball.unlink()
-    artifacts.write_json(run_dir / "captions" / "job.json", {**record, "model_s3_uri": model_s3_uri})
+    artifacts.write_json(record_path(run_dir, variant), {**record, "model_s3_uri": model_s3_uri})
     return model_dir
+
+
+def record_path(run_dir: Path, variant: str) -> Path:
+    """A variant's job record: captions/job.json for the captioner, else captions/jobs/<variant>.json."""
+    return run_dir / "captions" / ("job.json" if variant == "model" else f"jobs/{variant}.json")
+
+
+def fetch_history(ctx: AwsContext, job: Any, run_dir: Path, variant: str = "model") -> Any:
+    """The finished job's per-epoch losses, from its output.tar.gz (SageMaker packs SM_OUTPUT_DATA_DIR)."""
+    output = _field(job, "output_data_config")
+    uri = f"{output.s3_output_path.rstrip('/')}/{job.training_job_name}/output/output.tar.gz"
+    bucket, key = s3sync.split_s3_uri(uri)
+    tarball = run_dir / "captions" / f"job-{variant}-output.tar.gz"
+    ctx.client("s3").download_file(bucket, key, str(tarball))
+    history = read_history(tarball)
+    tarball.unlink()
+    return history
 
 
 def launch(trainer: Any) -> Any:
@@ -214,3 +234,167 @@ def job_record(job: Any) -> dict[str, Any]:
         "training_seconds": _field(job, "training_time_in_seconds"),
         "final_metrics": metrics,
     }
+
+
+#: GPUs per instance of the types a captioner job is likely to name (torchrun processes per node).
+GPUS = {
+    "ml.g4dn.xlarge": 1,
+    "ml.g4dn.2xlarge": 1,
+    "ml.g4dn.12xlarge": 4,
+    "ml.g4dn.metal": 8,
+    "ml.g5.xlarge": 1,
+    "ml.g5.2xlarge": 1,
+    "ml.g5.12xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    "ml.g6.xlarge": 1,
+    "ml.g6.12xlarge": 4,
+    "ml.g6.48xlarge": 8,
+    "ml.p3.2xlarge": 1,
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+}
+#: Where each variant's model comes back in the run folder (captions/model/ is what 07, 08 and the
+#: endpoint read; the blind twin only serves 06's baseline and encoder study).
+MODEL_DIRS = {"model": "captions/model", "blind": "captions/blind-model"}
+
+
+def gpus_of(instance_type: str) -> int:
+    """GPUs of `instance_type`; a clear error for a type this table does not know."""
+    if instance_type not in GPUS:
+        raise ValueError(
+            f"unknown GPU count for {instance_type!r}: one of {', '.join(GPUS)}, "
+            "or build a JobSpec with gpus_per_instance yourself"
+        )
+    return GPUS[instance_type]
+
+
+def job_hyperparameters(preset: str, knobs: dict[str, Any], blind: bool) -> dict[str, Any]:
+    """The job's hyperparameters for notebook 06's knobs: those `helpers.caption.job` takes, None left out
+    (the preset's default), so that the job builds the notebook's CaptionConfig."""
+    from helpers.caption import job
+
+    kept = {k: v for k, v in knobs.items() if k in job.KNOBS and v is not None}
+    return {"preset": preset, **kept, "blind": blind}
+
+
+@dataclass
+class LocalJob:
+    """A job run on this machine the way a training instance runs it (`run_local`)."""
+
+    name: str
+    root: Path  # the /opt/ml-style folders: model/, output/, checkpoints/, input/data/<channel>
+    returncode: int
+    seconds: float
+    model_tarball: Path  # root/output/model.tar.gz, as SageMaker packs SM_MODEL_DIR
+    output_tarball: Path  # root/output/output.tar.gz, as SageMaker packs SM_OUTPUT_DATA_DIR
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "job_name": self.name,
+            "status": "Completed" if self.returncode == 0 else "Failed",
+            "where": "local (this machine, the SDK's torchrun driver)",
+            "training_seconds": round(self.seconds, 1),
+        }
+
+
+def _pack(folder: Path, tarball: Path) -> Path:
+    """folder's contents as a .tar.gz with member names relative to it (SageMaker's packing)."""
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return tarball
+
+
+def run_local(
+    name: str,
+    source_dir: Path,
+    channels: dict[str, Path],
+    hyperparameters: dict[str, Any],
+    root: Path,
+    processes: int = 1,
+    instance_type: str = "ml.g5.12xlarge",
+    echo: bool = True,
+) -> LocalJob:
+    """Run the staged job here: the SDK's own torchrun driver with the environment a training instance
+    gets (SM_ENTRY_SCRIPT, SM_HPS, SM_DISTRIBUTED_CONFIG, one host at 127.0.0.1, SM_CHANNEL_* = the local
+    folders, /opt/ml's folders under `root`), then SM_MODEL_DIR and SM_OUTPUT_DATA_DIR packed as
+    model.tar.gz and output.tar.gz. What differs from SageMaker: no image, no `pip install` of the job's
+    requirements (this environment has them), channels read in place (not copied), CPUs with gloo."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import sagemaker.train.container_drivers.distributed_drivers.torchrun_driver as driver
+
+    from helpers.aws.local_server import free_ports
+
+    shutil.rmtree(root / "model", ignore_errors=True)
+    for sub in ("model", "output/data", "checkpoints"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (port,) = free_ports(1)
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    python_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{python_bin}:{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"}
+    env |= {f"SM_CHANNEL_{k.upper()}": str(v) for k, v in channels.items()}
+    env |= {
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
+        "SM_CHECKPOINT_DIR": str(root / "checkpoints"),
+        "SM_CURRENT_INSTANCE_TYPE": instance_type,
+        "SM_ENTRY_SCRIPT": str(source_dir / ENTRY_SCRIPT),
+        "SM_DISTRIBUTED_CONFIG": json.dumps({"process_count_per_node": processes}),
+        "SM_HPS": json.dumps(hyperparameters),
+        "SM_HOST_COUNT": "1",
+        "SM_CURRENT_HOST_RANK": "0",
+        "SM_MASTER_ADDR": "127.0.0.1",
+        "SM_MASTER_PORT": str(port),
+        "SM_NETWORK_INTERFACE_NAME": "lo",
+        "PET_MASTER_ADDR": "127.0.0.1",  # one node: the driver passes no address, torchrun reads these
+        "PET_MASTER_PORT": str(port),
+        "TRAINING_JOB_NAME": name,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": str(source_dir),  # the staged copy of helpers, as the job's code channel holds it
+    }
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, driver.__file__],
+        cwd=source_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    tail: list[str] = []
+    try:
+        for line in proc.stdout:
+            tail = [*tail[-199:], line]
+            if echo:
+                print(line, end="", flush=True)
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: stop every process of the job
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"local job {name} failed (exit {proc.returncode}):\n{''.join(tail[-40:])}")
+    model = _pack(root / "model", root / "output" / "model.tar.gz")
+    output = _pack(root / "output" / "data", root / "output" / "output.tar.gz")
+    return LocalJob(name, root, proc.returncode, seconds, model, output)
+
+
+def read_history(output_tarball: Path) -> Any:
+    """history.csv of a job's output.tar.gz (the per-epoch losses the notebook plots)."""
+    import pandas as pd
+
+    with tarfile.open(output_tarball) as tar:
+        member = tar.extractfile("history.csv")
+        if member is None:
+            raise ValueError(f"{output_tarball} holds no history.csv")
+        return pd.read_csv(member)

@@ -9,10 +9,13 @@ Hyperparameters (SageMaker passes them as ``--<name> <value>``; ``null`` means t
 are ``true``/``false``, lists are JSON): ``--preset`` (smoke | sample | full, default smoke), ``--encoder``,
 ``--mapper``, ``--prefix_length``, ``--freeze_gpt2``, ``--epochs``, ``--batch_size`` (the GLOBAL batch,
 split across all ranks), ``--lr``, ``--mapper_lr``, ``--warmup``, ``--decoding``, ``--seed``,
-``--max_steps``, ``--bucket_by_length``, ``--checkpoint_dir``.
+``--max_steps``, ``--bucket_by_length``, ``--dataset``, ``--restval``, ``--checkpoint_dir``; ``--blind true``
+trains the captioner's image-blind twin instead (same recipe, zero image features).
 
 Input channels (environment, as SageMaker sets them):
-- ``SM_CHANNEL_DATA``: the Flickr8k-style folder (``Images/`` + captions file) the features were made from.
+- ``SM_CHANNEL_DATA``: the captions and splits the features were made from: ``dataset_job.json`` (the
+  dataset exactly as notebook 06 read it, images left out and splits included, in Karpathy's format; the
+  job needs no image files), or else the dataset's own folder, read as ``--dataset`` says.
 - ``SM_CHANNEL_FEATURES``: the feature cache folder (``features.npy``, ``index.json``, ``config.json``,
   ``encoder.json`` + ``clip/`` or ``encoder.keras``); its encoder config must equal the job's.
 
@@ -31,13 +34,16 @@ Rank 0 alone writes files; every rank reads the channels and the resume state.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 KNOBS = ("encoder", "mapper", "prefix_length", "freeze_gpt2", "epochs", "batch_size", "lr", "mapper_lr")
-KNOBS += ("warmup", "decoding", "seed", "max_steps")
+KNOBS += ("warmup", "decoding", "seed", "max_steps", "dataset", "restval")
+#: The dataset as notebook 06 read it (written by `export_dataset`), in the data channel.
+JOB_DATA = "dataset_job.json"
 
 
 def _value(text: str):
@@ -55,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for knob in KNOBS:
         parser.add_argument(f"--{knob}", type=_value, default=None)
     parser.add_argument("--bucket_by_length", type=_value, default=None)
+    parser.add_argument("--blind", type=_value, default=False)
     parser.add_argument(
         "--checkpoint_dir", default=os.environ.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints")
     )
@@ -72,9 +79,32 @@ def _channel(name: str) -> Path:
     return Path(os.environ[key])
 
 
+def export_dataset(dataset, dest: Path) -> Path:
+    """`dataset` (a CaptionDataset) as the job's data channel: dest/dataset_job.json, no images."""
+    from helpers.data.karpathy import write_karpathy
+
+    return write_karpathy(dataset, dest, JOB_DATA.removeprefix("dataset_").removesuffix(".json"))
+
+
+def load_job_data(cfg, folder: Path):
+    """The data channel's dataset: the notebook's export when there is one, else the dataset's folder."""
+    from helpers.data.karpathy import load_karpathy
+
+    path = folder / JOB_DATA
+    if not path.is_file():
+        return cfg.load_data()
+    data = load_karpathy(path, folder, check_images=False)
+    # The job has the images' features, not the images: every exported image is present (06 left out the
+    # missing and undecodable ones before exporting), so the splits are the file's, in its order.
+    splits: dict[str, list[str]] = {}
+    for entry in json.loads(path.read_text(encoding="utf-8"))["images"]:
+        name = f"{entry['filepath']}/{entry['filename']}" if entry.get("filepath") else entry["filename"]
+        splits.setdefault(entry["split"], []).append(name)
+    return dataclasses.replace(data, splits=splits, missing_images=[], split_source="recorded")
+
+
 def load_feature_cache(folder: Path, encoder_cfg):
     """The feature cache as notebook 06 wrote it; refused when another encoder made it."""
-    import dataclasses
 
     from helpers import artifacts
     from helpers.caption.features import FeatureCache, ImageEncoder
@@ -90,7 +120,6 @@ def load_feature_cache(folder: Path, encoder_cfg):
 
 def main(argv: list[str] | None = None) -> int:
     """Train the captioner from the channels; rank 0 writes the model folder and the records."""
-    import dataclasses
 
     import pandas as pd
 
@@ -99,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     from helpers.caption.captioner import Captioner
     from helpers.caption.config import CaptionConfig
     from helpers.caption.tokenizer import gpt2_tokenizer
-    from helpers.data import load_flickr8k
 
     args = parse_args(argv)
     ranks = distributed.current()
@@ -112,23 +140,26 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(
             cfg, train=dataclasses.replace(cfg.train, bucket_by_length=args.bucket_by_length)
         )
-    flickr = load_flickr8k(cfg.resolve_data(), seed=cfg.seed)
+    flickr = load_job_data(cfg, _channel("data"))
     cache = load_feature_cache(_channel("features"), cfg.encoder)
-    model = variants.new_variant(cfg, cache, flickr, blind=False)
+    blind = bool(args.blind)
+    model = variants.new_variant(cfg, cache, flickr, blind=blind)
     model, history = variants.train_variant(
         cfg,
         cache,
         flickr,
         gpt2_tokenizer(),
-        blind=False,
+        blind=blind,
         device=distributed.device(ranks),
         model=model,
-        out=checkpoints / "model",
+        out=checkpoints / ("blind" if blind else "model"),
     )
     if ranks.main:
         Captioner(cache.encoder, model.cpu(), cfg.decoding).save(model_dir, extra={"preset": cfg.preset})
         artifacts.write_text(output_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
-        artifacts.write_json(output_dir / "job.json", {"config": cfg.to_dict(), "world_size": ranks.world})
+        artifacts.write_json(
+            output_dir / "job.json", {"config": cfg.to_dict(), "world_size": ranks.world, "blind": blind}
+        )
     distributed.barrier(ranks)
     if ranks.active:
         import torch.distributed as dist
