@@ -42,6 +42,8 @@ print("RESULT", json.dumps({
     "epochs": result.history["epoch"].tolist(),
     "loss": result.history["loss"].tolist(),
     "model_saved": (cfg.model_dir / "model.keras").is_file(),
+    "recorded": json.loads((cfg.model_dir / "config.json").read_text()),
+    "trained_with": [result.config.batch_size, result.config.lr, result.config.replicas],
 }))
 """
 
@@ -127,6 +129,11 @@ def test_mirrored_strategy_over_two_cpu_devices(data_dir, tmp_path):
     assert result["strategy"] == "MirroredStrategy" and result["replicas"] == 2
     assert result["epochs"] == [0, 1] and all(np.isfinite(result["loss"]))
     assert result["model_saved"]
+    # each device keeps the recipe's batch of 16: global 32, Adam's rate x sqrt(2); config.json says so
+    assert result["trained_with"] == [32, pytest.approx(3e-3 * 2**0.5), 2]
+    recorded = result["recorded"]
+    assert (recorded["batch_size"], recorded["replicas"]) == (32, 2)
+    assert recorded["lr"] == pytest.approx(3e-3 * 2**0.5)
 
 
 def test_mixed_float16_under_xla_trains(data_dir, tmp_path, monkeypatch):
@@ -153,3 +160,19 @@ def test_tensorflow_and_torch_share_one_process_with_memory_growth():
     assert result["torch_ok"] and result["tf_ok"]
     if "gpu_free_fraction_after_tf" in result:  # on a GPU machine: TensorFlow left the memory to torch
         assert result["tf_gpus"] >= 1 and result["gpu_free_fraction_after_tf"] > 0.5
+
+
+def test_the_recipe_scales_to_several_devices(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKBONES, "tiny", TINY)
+    cfg = tiny_config(tmp_path, batch_size=64, lr=1e-3)
+    assert cfg.on_replicas(1) is cfg
+    four = cfg.on_replicas(4)
+    assert (four.batch_size, four.replicas) == (256, 4) and four.lr == pytest.approx(2e-3)
+    assert four.on_replicas(4) is four
+    with pytest.raises(ValueError, match="already scaled"):
+        four.on_replicas(8)
+    linear = tiny_config(tmp_path, batch_size=64, lr=1e-3, lr_scaling="linear").on_replicas(4)
+    assert linear.lr == pytest.approx(4e-3)
+    assert tiny_config(tmp_path, lr=1e-3, lr_scaling="none").on_replicas(4).lr == cfg.lr
+    with pytest.raises(ValueError, match="lr_scaling"):
+        tiny_config(tmp_path, lr_scaling="cubic")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ PRESET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: How the learning rate grows with the global batch on k devices (batch x k). Adam's rule is the square
+#: root (Malladi et al., NeurIPS 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms";
+#: Hoffer et al. 2017); "linear" is Goyal et al.'s rule for SGD (2017), which needs a warm-up Adam lacks here.
+LR_SCALING = {"sqrt": math.sqrt, "linear": float, "none": lambda k: 1.0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a classifier run; saved as config.json beside the model."""
@@ -45,7 +52,7 @@ class TrainConfig:
     weights: str | None  # "imagenet" or None (random init)
     head_epochs: int  # phase 1: head on a frozen backbone (whole net when weights is None)
     finetune_epochs: int  # phase 2: backbone unfrozen at lr * finetune_lr_scale
-    batch_size: int  # global batch (split across replicas under MirroredStrategy)
+    batch_size: int  # images per step on one device; on several: the global batch, see on_replicas
     lr: float  # Adam learning rate of phase 1; cosine-decayed per epoch within each phase
     seed: int
     finetune_lr_scale: float = 0.1  # phase-2 learning rate relative to `lr`
@@ -55,6 +62,8 @@ class TrainConfig:
     mixed_precision: bool | None = None  # float16 compute, float32 softmax; None: on when a GPU is present
     max_steps: int | None = None  # training steps per epoch; None: the whole training split (a rehearsal cap)
     jit_compile: bool | None = None  # XLA; None: Keras' choice (GPU: on; CPU: off, oneDNN is faster)
+    lr_scaling: str = "sqrt"  # lr on several devices: "sqrt" (of the batch growth), "linear" or "none"
+    replicas: int = 1  # devices batch_size and lr are scaled for (on_replicas sets it)
 
     def __post_init__(self) -> None:
         check_preset(self.preset)
@@ -65,6 +74,8 @@ class TrainConfig:
             raise ValueError("need head_epochs >= 0, finetune_epochs >= 0 and at least one epoch in all")
         if self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
             raise ValueError("need batch_size >= 1, lr > 0 and 0 <= dropout < 1")
+        if self.lr_scaling not in LR_SCALING or self.replicas < 1:
+            raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALING)} and replicas >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
 
@@ -94,6 +105,17 @@ class TrainConfig:
     @property
     def epochs(self) -> int:
         return self.head_epochs + self.finetune_epochs
+
+    def on_replicas(self, replicas: int) -> TrainConfig:
+        """The recipe on `replicas` devices (MirroredStrategy): each device keeps the recipe's batch, so the
+        global batch is batch_size x replicas and lr grows by `lr_scaling` of that factor (phase 2 follows,
+        at lr x finetune_lr_scale). The same config on one device is returned as it is."""
+        if replicas == self.replicas:
+            return self
+        if self.replicas != 1:
+            raise ValueError(f"this config is already scaled for {self.replicas} replicas")
+        growth = LR_SCALING[self.lr_scaling](replicas)
+        return replace(self, batch_size=self.batch_size * replicas, lr=self.lr * growth, replicas=replicas)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

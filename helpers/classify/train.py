@@ -41,6 +41,7 @@ class TrainResult:
     policy: str  # Keras dtype policy the model was trained under
     replicas: int  # devices the strategy trained on
     resumed: bool  # True when this call continued or reloaded earlier work
+    config: TrainConfig  # what it trained with: on several devices the scaled global batch and lr
 
 
 def choose_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -109,6 +110,7 @@ def train_classifier(
 ) -> TrainResult:
     """Train (or resume, or reload) the classifier `cfg` describes; returns the best-val_accuracy model."""
     strategy = strategy or choose_strategy()
+    cfg = cfg.on_replicas(strategy.num_replicas_in_sync)  # config.json records the scaled recipe
     policy = resolve_policy(cfg.mixed_precision)
     resumed = prepare_model_dir(cfg, data)
     final = cfg.model_dir / "model.keras"
@@ -122,7 +124,7 @@ def train_classifier(
             _save_atomic(model, final)
             shutil.rmtree(cfg.model_dir / "checkpoints", ignore_errors=True)  # model.keras is the best
     history = read_history(cfg.model_dir / "history.csv")
-    return TrainResult(model, history, policy, strategy.num_replicas_in_sync, resumed)
+    return TrainResult(model, history, policy, strategy.num_replicas_in_sync, resumed, cfg)
 
 
 def _fit_phases(cfg: TrainConfig, data: Prepared, extra: list[keras.callbacks.Callback]) -> keras.Model:
