@@ -1,15 +1,17 @@
 """8-bit CPU decoding: int8 weights (torch dynamic quantization) against today's prepacked float32 decoder.
 
-`python -m benchmarks.int8_decoding --captioner RUN/captions/model` measures, on a trained captioner's test
-split (the features notebook 06 cached), decoder-only seconds of greedy and beam3 for both precisions
-side by side in one process (alternating rounds, 1 thread), BLEU-4 with `helpers.metrics.CaptionScorer`
-and the fraction of captions that are identical. `--full-shapes` times one decoding step of GPT-2 small
-(random weights) in both precisions against the memory-bandwidth floor. `--quick` uses tiny random models.
+`python -m benchmarks.int8_decoding` measures, on a trained captioner's test split (the features notebook 06
+cached), decoder-only seconds of greedy and beam3 for both precisions side by side in one process
+(alternating rounds, 1 thread), BLEU-4 with `helpers.metrics.CaptionScorer` and the share of captions that
+are identical; then one decoding step of GPT-2 small (random weights) in both precisions against the
+memory-bandwidth floor. The captioner is `--from-run`'s (default runs/smoke, what `make run` writes); without
+one there, 01 and 06 of the smoke preset run first into a temporary folder. `--quick` uses a tiny random
+captioner with a few test images of the real formats and a tiny step, to check the code in seconds.
 
 int8: GPT-2's Conv1D layers become nn.Linear (weight transposed), then `torch.ao.quantization.
 quantize_dynamic` turns them and the LM head into int8-weight linears (per-tensor, activations quantized
 per call); embeddings, layer norms and the mapper stay float32. The ship criterion (issue 24, item 5):
->= 1.5x faster decoder-only, |BLEU-4 change| <= 0.01 and >= 90 % identical captions.
+>= 1.5x faster decoder-only, |BLEU-4 change| <= 0.01 and >= 90 % identical captions, greedy and beam3.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import copy
 import json
 import statistics
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import emit, memory_bandwidth, timed
+from benchmarks.run_folders import tiny_run, trained_run
 
 CRITERION = {"speedup": 1.5, "bleu4_change": 0.01, "identical": 0.9}
+DECODINGS = ("greedy", "beam3")
+REPEATS = {"full": 7, "quick": 2}  # timed rounds per precision, after one warm-up round
+QUICK_IMAGES = 6
+BATCH, CACHED = 8, 30  # the full-shapes step: captions decoded at once, positions already in the KV cache
 
 
 def int8_copy(model: Any) -> Any:
@@ -62,6 +70,24 @@ def test_split(captioner_dir: Path) -> tuple[np.ndarray, list[str], dict[str, li
     return feats[[row[n] for n in keep]], keep, {n: test[n]["references"] for n in keep}
 
 
+def quick_run(root: Path) -> Path:
+    """`tiny_run`'s captioner with a test split of random features in notebook 06's formats."""
+    from helpers import artifacts
+    from helpers.caption.model import load_captioner
+
+    tiny_run(root)
+    captions = root / "captions"
+    dim = load_captioner(captions / "model", "cpu").cfg.feature_dim
+    names = [f"quick-{i}.jpg" for i in range(QUICK_IMAGES)]
+    rng = np.random.default_rng(0)
+    (captions / "features").mkdir(parents=True, exist_ok=True)
+    np.save(captions / "features" / "features.npy", rng.standard_normal((len(names), dim)).astype(np.float16))
+    artifacts.write_json(captions / "features" / "index.json", {"names": names})
+    refs = ["a red circle on the left", "a blue square at the top"]
+    artifacts.write_json(captions / "test_captions.json", {n: {"references": refs} for n in names})
+    return root
+
+
 def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
     """Both precisions on the trained captioner's test split: seconds, BLEU-4, identical captions."""
     from helpers.caption.captioner import Captioner
@@ -73,7 +99,7 @@ def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
     models = {"float32": cap.model, "int8": int8_copy(cap.model)}
     out: dict[str, Any] = {"test_images": len(names)}
     scorer = CaptionScorer(meteor=False)
-    for spec in ("greedy", "beam3"):
+    for spec in DECODINGS:
         dec = DecodeConfig.parse(spec)
         runs = {k: (lambda m=m, dec=dec: generate_ids(m, feats, dec, 64)) for k, m in models.items()}
         secs: dict[str, list[float]] = {k: [] for k in runs}
@@ -97,7 +123,8 @@ def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
 
 
 def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
-    """One KV-cached decoding step (batch 8, 30 cached positions) of GPT-2 small, random weights."""
+    """One KV-cached decoding step (batch 8, 30 cached positions) of GPT-2 small, random weights; quick: a
+    2-layer, 64-wide GPT-2 and a smaller bandwidth measurement."""
     import torch
 
     from helpers.caption.cpu_kernels import packed_linears
@@ -110,8 +137,8 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
     gpt2 = {**shape, "vocab_size": GPT2_VOCAB_SIZE, "bos_token_id": EOS_ID, "eos_token_id": EOS_ID}
     f32 = build_captioner(PrefixConfig(512, 10, "mlp", gpt2=gpt2)).eval()
     q8 = int8_copy(f32)
-    x = torch.randn(8, 30, shape["n_embd"])
-    step = torch.randn(8, 1, shape["n_embd"])
+    x = torch.randn(BATCH, CACHED, shape["n_embd"])
+    step = torch.randn(BATCH, 1, shape["n_embd"])
 
     def one_step(model):
         past = model.gpt(inputs_embeds=x, use_cache=True).past_key_values
@@ -130,13 +157,16 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
         for _ in range(repeats):
             for k, fn in calls.items():
                 secs[k].append(timed(fn)[0])
-    bw = max(memory_bandwidth().values())
+    bw = max(memory_bandwidth(32 * 1024**2, 3).values() if quick else memory_bandwidth().values())
     wpe = f32.gpt.transformer.wpe.weight
     f32_bytes = sum(p.numel() * 4 for p in f32.gpt.parameters() if p is not wpe)
     int8_bytes = f32_bytes // 4  # every matrix read per step is int8 (layer norms: negligible)
     med = {k: statistics.median(v) for k, v in secs.items()}
     floors = {"float32": f32_bytes / bw, "int8": int8_bytes / bw}
     return {
+        "shape": {**shape, "batch": BATCH, "cached_positions": CACHED},
+        "parameters": sum(p.numel() for p in f32.gpt.parameters()),
+        "weight_bytes_per_step": {"float32": f32_bytes, "int8": int8_bytes},
         "step_s": med,
         "speedup": med["float32"] / med["int8"],
         "bandwidth_bytes_per_s": bw,
@@ -145,31 +175,41 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
     }
 
 
-def run(captioner: str | None, quick: bool, repeats: int) -> dict[str, Any]:
+def criterion_met(smoke_result: dict[str, Any]) -> bool:
+    """Every part of the ship criterion, for greedy and beam3."""
+    return all(
+        smoke_result[d]["speedup"] >= CRITERION["speedup"]
+        and abs(smoke_result[d]["bleu4_change"]) <= CRITERION["bleu4_change"]
+        and smoke_result[d]["identical"] >= CRITERION["identical"]
+        for d in DECODINGS
+    )
+
+
+def run(from_run: str | None, quick: bool, repeats: int | None) -> dict[str, Any]:
     import torch
 
     import helpers  # noqa: F401
 
     torch.set_num_threads(1)
-    out: dict[str, Any] = {"criterion": CRITERION, "threads": 1, "full_shapes": full_shapes(repeats, quick)}
-    if captioner:
-        s = out["smoke"] = smoke(Path(captioner), repeats)
-        out["criterion_met"] = all(
-            s[d]["speedup"] >= CRITERION["speedup"]
-            and abs(s[d]["bleu4_change"]) <= CRITERION["bleu4_change"]
-            and s[d]["identical"] >= CRITERION["identical"]
-            for d in ("greedy", "beam3")
-        )
+    repeats = repeats or REPEATS["quick" if quick else "full"]
+    with tempfile.TemporaryDirectory(prefix="int8-decoding-") as tmp:
+        run_dir = quick_run(Path(tmp) / "run") if quick else trained_run(from_run, Path(tmp) / "run")
+        captioner = run_dir / "captions" / "model"
+        out: dict[str, Any] = {"quick": quick, "criterion": CRITERION, "threads": 1, "repeats": repeats}
+        out["captioner"] = "tiny random (quick mode)" if quick else str(captioner)
+        out["smoke"] = smoke(captioner, repeats)
+    out["criterion_met"] = criterion_met(out["smoke"])
+    out["full_shapes"] = full_shapes(repeats, quick)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captioner", help="a trained captioner folder (RUN/captions/model)")
-    parser.add_argument("--quick", action="store_true", help="tiny random model for the step timing")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--from-run", help="run folder with captions/model (default: runs/smoke)")
+    parser.add_argument("--quick", action="store_true", help="tiny random captioner and step, in seconds")
+    parser.add_argument("--repeats", type=int, help=f"timed rounds (default {REPEATS})")
     args = parser.parse_args(argv)
-    emit(run(args.captioner, args.quick, args.repeats))
+    emit(run(args.from_run, args.quick, args.repeats))
 
 
 if __name__ == "__main__":

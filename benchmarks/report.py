@@ -6,6 +6,7 @@ from typing import Any
 
 GB = 1e9  # memory figures are decimal gigabytes, as the 1.5 GB target is
 MODES = {"end_to_end": "end to end", "decoder_only": "decoder only"}
+INT8_DECODINGS = ("greedy", "beam3")  # as benchmarks.int8_decoding measures them
 
 
 def _gb(n: float) -> str:
@@ -66,6 +67,7 @@ def summary_rows(r: dict[str, Any]) -> list[list[str]]:
         numbers = ", ".join(name[:2] for name in pipe["notebooks"])
         scope = "all seven notebooks" if pipe["complete_series"] else f"notebooks {numbers} of 7"
         rows.append([f"smoke pipeline wall time, {scope}", f"{pipe['sum_s']:.0f} s", "", ""])
+    rows += int8_rows(r["int8_decoding"]) if "int8_decoding" in r else []
     return rows
 
 
@@ -244,10 +246,157 @@ def serving_table(title: str, srv: dict[str, Any]) -> str:
     )
 
 
+def int8_rows(q8: dict[str, Any]) -> list[list[str]]:
+    """Headline rows of the int8 benchmark: decoder-only speed-ups on the smoke captioner, one step at full
+    shapes."""
+    target = q8["criterion"]["speedup"]
+    rows = [
+        [
+            f"decoder-only seconds, prepacked float32 / int8 weights, smoke captioner, {dec}",
+            f"{q8['smoke'][dec]['speedup']:.2f}x",
+            f">= {target:g}x",
+            _met(q8["smoke"][dec]["speedup"] >= target),
+        ]
+        for dec in INT8_DECODINGS
+    ]
+    full = q8["full_shapes"]
+    what = (
+        f"one decoding step, float32 / int8 weights, GPT-2 {full['parameters'] / 1e6:.0f}M (random weights)"
+    )
+    rows.append([what, f"{full['speedup']:.2f}x", "", ""])
+    return rows
+
+
+def int8_verdict(q8: dict[str, Any]) -> tuple[str, str]:
+    """(short verdict, the sentence saying why), both from the numbers and the criterion."""
+    crit, sm = q8["criterion"], q8["smoke"]
+    slow = [f"{d} {sm[d]['speedup']:.2f}x" for d in INT8_DECODINGS if sm[d]["speedup"] < crit["speedup"]]
+    drift = [
+        f"{d} BLEU-4 {sm[d]['bleu4_change']:+.4f}"
+        for d in INT8_DECODINGS
+        if abs(sm[d]["bleu4_change"]) > crit["bleu4_change"]
+    ]
+    differ = [
+        f"{d} {sm[d]['identical']:.1%}" for d in INT8_DECODINGS if sm[d]["identical"] < crit["identical"]
+    ]
+    misses = []
+    if slow:
+        misses.append(f"{', '.join(slow)} < {crit['speedup']:g}x")
+    if drift:
+        misses.append(f"{', '.join(drift)}, beyond +-{crit['bleu4_change']:g}")
+    if differ:
+        misses.append(f"{', '.join(differ)} identical < {crit['identical']:.0%}")
+    if q8["criterion_met"]:
+        return (
+            "criterion met",
+            "Shipped: the criterion is met for greedy and beam 3; int8 may become a decoding option.",
+        )
+    quality = "" if drift or differ else "; BLEU-4 and identical captions within the criterion"
+    return "not shipped", f"Shipped: no ({'; '.join(misses)}){quality}."
+
+
+def int8_smoke_table(q8: dict[str, Any]) -> str:
+    """Seconds, speed-up, BLEU-4 and identical captions of both precisions on the smoke captioner."""
+    crit = q8["criterion"]
+    head = [
+        "smoke captioner, decoder only",
+        "float32 s",
+        "int8 s",
+        f"speed-up (>= {crit['speedup']:g}x)",
+        f"BLEU-4 float32 -> int8 (change <= {crit['bleu4_change']:g})",
+        f"identical captions (>= {crit['identical']:.0%})",
+    ]
+    rows = []
+    for dec in INT8_DECODINGS:
+        d = q8["smoke"][dec]
+        bleu, change = d["bleu4"], d["bleu4_change"]
+        rows.append(
+            [
+                dec,
+                f"{d['median_s']['float32']:.3f}",
+                f"{d['median_s']['int8']:.3f}",
+                f"{d['speedup']:.2f}x: {_met(d['speedup'] >= crit['speedup'])}",
+                f"{bleu['float32']:.4f} -> {bleu['int8']:.4f} ({change:+.4f}): "
+                + _met(abs(change) <= crit["bleu4_change"]),
+                f"{d['identical']:.1%}: {_met(d['identical'] >= crit['identical'])}",
+            ]
+        )
+    return table(head, rows)
+
+
+def int8_full_table(full: dict[str, Any]) -> str:
+    """One decoding step of both precisions at full shapes against each one's bandwidth floor."""
+    shape, gbs = full["shape"], full["bandwidth_bytes_per_s"] / 1e9
+    step, floor, wbytes = full["step_s"], full["floor_s"], full["weight_bytes_per_step"]
+    head = [
+        f"full shapes (GPT-2 {full['parameters'] / 1e6:.0f}M, {shape['n_layer']} layers, {shape['n_embd']} "
+        f"wide, random weights), one KV-cached step, batch {shape['batch']}, {shape['cached_positions']} "
+        "cached positions",
+        "float32",
+        "int8",
+    ]
+    rows = [
+        [
+            "step",
+            f"{step['float32'] * 1e3:.1f} ms",
+            f"{step['int8'] * 1e3:.1f} ms ({full['speedup']:.2f}x faster)",
+        ],
+        [
+            f"bandwidth floor (weights read per step / {gbs:.1f} GB/s measured)",
+            f"{floor['float32'] * 1e3:.1f} ms ({wbytes['float32'] / 1e6:.0f} MB)",
+            f"{floor['int8'] * 1e3:.1f} ms ({wbytes['int8'] / 1e6:.0f} MB)",
+        ],
+        ["step / floor", *(f"{full['multiple_of_floor'][k]:.2f}x" for k in ("float32", "int8"))],
+    ]
+    return table(head, rows)
+
+
+def int8_reading(q8: dict[str, Any]) -> str:
+    """What the two scales say together: where int8 gains, and how far it stays from its floor."""
+    full, floors = q8["full_shapes"], q8["full_shapes"]["multiple_of_floor"]
+    best_smoke = max(q8["smoke"][d]["speedup"] for d in INT8_DECODINGS)
+    if full["speedup"] > best_smoke:
+        text = (
+            f"int8 gains more where a step reads more weights: {full['speedup']:.2f}x at full shapes, "
+            f"{best_smoke:.2f}x at best on the smoke captioner (the one the criterion is measured on)."
+        )
+    else:
+        text = f"int8 gains no more at full shapes ({full['speedup']:.2f}x) than on the smoke captioner."
+    if floors["int8"] > floors["float32"]:
+        text += (
+            f" At full shapes int8 sits further from its own floor than float32 ({floors['int8']:.1f}x vs "
+            f"{floors['float32']:.1f}x): the int8 kernels and the per-call activation quantization, not the "
+            "weight bytes, bound its step."
+        )
+    return text
+
+
+def int8_section(q8: dict[str, Any]) -> str:
+    """Both precisions on the smoke captioner and at full shapes, and the verdict against the criterion."""
+    short, verdict = int8_verdict(q8)
+    intro = (
+        "int8 weights by `torch.ao.quantization.quantize_dynamic` (GPT-2's Conv1D layers turned into "
+        "nn.Linear first, LM head included, per-tensor qint8; embeddings, layer norms and the mapper stay "
+        f"float32) against the product's prepacked float32 decoder, {q8['threads']} thread(s), alternating "
+        f"rounds in one process after a warm-up, medians of {q8['repeats']}. Smoke captioner: "
+        f"`{q8['captioner']}`, its {q8['smoke']['test_images']} test images, BLEU-4 by "
+        "`helpers.metrics.CaptionScorer`."
+    )
+    return "\n\n".join(
+        [
+            f"## 5. 8-bit CPU decoding: {short}",
+            intro,
+            int8_smoke_table(q8),
+            int8_full_table(q8["full_shapes"]),
+            f"{verdict} {int8_reading(q8)}",
+        ]
+    )
+
+
 def contention_note(r: dict[str, Any]) -> str:
     """How much CPU other processes took while each benchmark ran (average cores busy with other work)."""
     cores = r["machine"]["cores"]
-    names = [n for n in ("preprocess_memory", "caption_speed", "pipeline_time") if n in r]
+    names = [n for n in ("preprocess_memory", "caption_speed", "pipeline_time", "int8_decoding") if n in r]
     others = {n: r[n]["other_processes_cores"] for n in names if "other_processes_cores" in r[n]}
     if not others:
         return "CPU taken by other processes: not measurable on this OS (no /proc/stat)."
@@ -264,11 +413,14 @@ def contention_note(r: dict[str, Any]) -> str:
 
 
 def carried_note(r: dict[str, Any]) -> str:
-    """Which sections an `--only` run kept from earlier runs, with their dates (and versions if others)."""
+    """Which sections an `--only` run kept from earlier runs, with their dates (and versions and machine if
+    others)."""
     items = []
     for name, origin in r.get("carried_over", {}).items():
-        other = origin.get("versions") not in (None, r["versions"])
-        items.append(f"{name} ({origin.get('date_utc')}{', other versions' if other else ''})")
+        other = ", other versions" if origin.get("versions") not in (None, r["versions"]) else ""
+        if origin.get("machine") not in (None, r["machine"]["cpu_model"]):
+            other += f", on {origin['machine']}"
+        items.append(f"{name} ({origin.get('date_utc')}{other})")
     return f" Carried over unchanged from earlier runs: {'; '.join(items)}." if items else ""
 
 
@@ -293,6 +445,7 @@ def render(r: dict[str, Any]) -> str:
         "caption_speed": caption_section,
         "pipeline_time": pipeline_section,
         "serving_load": serving_section,
+        "int8_decoding": int8_section,
     }
     body = [render_one(r[name]) for name, render_one in sections.items() if name in r]
     return "\n\n".join(head + body) + "\n"

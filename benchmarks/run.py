@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "caption_speed": "benchmarks.caption_speed",
     "pipeline_time": "benchmarks.pipeline_time",
     "serving_load": "benchmarks.serving_load",
+    "int8_decoding": "benchmarks.int8_decoding",
 }
 TIMEOUT_S = 1800  # per benchmark; the whole run takes about 15 minutes on 2 cores
 
@@ -35,7 +36,7 @@ TIMEOUT_S = 1800  # per benchmark; the whole run takes about 15 minutes on 2 cor
 def run_one(name: str, quick: bool, from_run: str | None) -> dict[str, Any]:
     """One benchmark in a fresh process, with its wall time and the CPU other processes took meanwhile."""
     args = ["--quick"] if quick else []
-    if name in ("pipeline_time", "serving_load") and from_run:
+    if name in ("pipeline_time", "serving_load", "int8_decoding") and from_run:
         args += ["--from-run", str(Path(from_run).resolve())]
     load_before = [round(x, 2) for x in os.getloadavg()]
     busy, ours, start = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
@@ -53,17 +54,19 @@ def run_one(name: str, quick: bool, from_run: str | None) -> dict[str, Any]:
 def carried_over(previous: dict[str, Any], quick: bool, rerun: list[str]) -> dict[str, Any]:
     """Sections of an earlier results.json (same mode) that this run does not redo, and where they came from.
 
-    Returns {"sections": {name: result}, "from": {name: {"date_utc", "versions"}}} (empty when nothing
-    fits); a section the earlier file had itself carried over keeps its original date and versions.
+    Returns {"sections": {name: result}, "from": {name: {"date_utc", "versions", "machine"}}} (empty when
+    nothing fits); a section the earlier file had itself carried over keeps its original date, versions and
+    machine (the CPU model; where an older file did not record it, the one its header named).
     """
     if previous.get("quick") != quick:
         return {"sections": {}, "from": {}}
     keep = [name for name in BENCHMARKS if name not in rerun and name in previous]
     origin = previous.get("carried_over", {})
-    own = {"date_utc": previous.get("date_utc"), "versions": previous.get("versions")}
+    cpu = previous.get("machine", {}).get("cpu_model")
+    own = {"date_utc": previous.get("date_utc"), "versions": previous.get("versions"), "machine": cpu}
     return {
         "sections": {name: previous[name] for name in keep},
-        "from": {name: origin.get(name, own) for name in keep},
+        "from": {name: {"machine": cpu, **origin.get(name, own)} for name in keep},
     }
 
 
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-run",
         help="pipeline_time: read this run folder's timings.json instead of running; serving_load: serve "
-        "this run folder's models (default runs/smoke)",
+        "this run folder's models; int8_decoding: decode with its captioner (default runs/smoke)",
     )
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks"), help="folder for results.json and results.md"

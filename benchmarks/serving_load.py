@@ -19,8 +19,6 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, emit, timed
+from benchmarks.common import emit, timed
+from benchmarks.run_folders import tiny_run, trained_run
 
 #: Server settings as (TorchServe workers, torch threads per worker; None: torch's default, every core),
 #: then concurrent clients and requests per level. Each server setting is one fresh server.
@@ -47,22 +46,6 @@ def photo_jpeg() -> bytes:
         out = io.BytesIO()
         img.convert("RGB").save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def tiny_run(root: Path) -> Path:
-    """A run folder with a tiny random captioner of the real format (quick mode)."""
-    from helpers.caption.captioner import Captioner
-    from helpers.caption.decode import DecodeConfig
-    from helpers.caption.features import EncoderConfig, ImageEncoder
-    from helpers.caption.model import EOS_ID, PrefixConfig, build_captioner
-
-    vision = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-    vision |= {"patch_size": 16, "projection_dim": 32}
-    encoder = ImageEncoder.build(EncoderConfig("clip", None, 32, vision=vision))  # torch, as the default
-    gpt2 = dict(n_layer=1, n_head=2, n_embd=32, n_positions=32, bos_token_id=EOS_ID, eos_token_id=EOS_ID)
-    model = build_captioner(PrefixConfig(feature_dim=encoder.feature_dim, prefix_length=2, gpt2=gpt2))
-    Captioner(encoder, model, DecodeConfig("greedy", max_new_tokens=4)).save(root / "captions" / "model")
-    return root
 
 
 def full_shape_run(root: Path) -> Path:
@@ -105,13 +88,6 @@ def slowest_requests(server: Any, body: bytes) -> list[dict[str, Any]]:
         if status != 200:
             out[-1]["answer_head"] = raw[:300].decode(errors="replace")
     return out
-
-
-def smoke_run(root: Path) -> Path:
-    """01 and 06 of the smoke preset into `root` (the captioner only)."""
-    cmd = [sys.executable, "-m", "helpers", "run", "--preset", "smoke", "--only", "01,06"]
-    subprocess.run([*cmd, "--run-dir", str(root)], cwd=ROOT, check=True)
-    return root
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -214,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="serving-load-") as tmp:
         tmp = Path(tmp)
-        if args.quick:
-            run_dir = tiny_run(tmp / "run")
-        else:
-            run_dir = Path(args.from_run) if args.from_run else ROOT / "runs" / "smoke"
-            if not (run_dir / "captions" / "model").is_dir():
-                print(f"{run_dir} has no trained captioner: running 01 and 06 (smoke) first", flush=True)
-                run_dir = smoke_run(tmp / "run")
+        run_dir = tiny_run(tmp / "run") if args.quick else trained_run(args.from_run, tmp / "run")
         result = {"quick": args.quick, "smoke": measure(run_dir.resolve(), tmp / "serve", sizes)}
         if not args.quick:
             shapes = full_shape_run(tmp / "full-shapes")

@@ -3,6 +3,9 @@
 The pipeline benchmark reads a run folder (`--from-run`) of notebook 01 made here (4 s): with it these tests
 need not wait for the session's smoke series, and run on the other xdist worker meanwhile.
 
+The int8 decoding benchmark's quick mode also runs on its own (~10 s, in `make test`): its numbers and its
+section of results.md, rendered on top of the committed results.
+
 Nothing here may fail for being slow (the issue: benchmarks, not timed tests): the time limits only stop a
 hung process, and are far above what a quick run takes on a loaded 2-core machine (35-75 s measured).
 """
@@ -177,6 +180,7 @@ def test_only_reruns_the_named_benchmarks_and_carries_the_others_over(quick_resu
         assert merged["carried_over"][name] == {
             "date_utc": previous["date_utc"],
             "versions": previous["versions"],
+            "machine": previous["machine"]["cpu_model"],
         }
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["carried_over"] == merged["carried_over"]
@@ -217,3 +221,88 @@ def test_serving_load_fields(quick_results):
             assert 0 < level["p50_s"] <= level["p95_s"] <= level["p99_s"]
             assert level["throughput_rps"] > 0
     assert "model server under load" in md
+
+
+@pytest.fixture(scope="module")
+def int8_quick() -> dict:
+    """The int8 decoding benchmark on its own in quick mode (a tiny random captioner, ~10 s)."""
+    proc = bench("--quick", module="benchmarks.int8_decoding")
+    assert proc.returncode == 0, outputs(proc)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHMARK-RESULT "))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def test_int8_decoding_numbers_are_sane(int8_quick):
+    """Both precisions timed on every round, the ratios and shares computed from what was measured."""
+    import math
+
+    q8 = int8_quick
+    assert q8["quick"] is True and q8["smoke"]["test_images"] > 0
+    for dec in ("greedy", "beam3"):
+        d = q8["smoke"][dec]
+        for precision in ("float32", "int8"):
+            times = d["all_s"][precision]
+            assert len(times) == q8["repeats"] and all(math.isfinite(t) and t > 0 for t in times)
+            assert min(times) <= d["median_s"][precision] <= max(times)
+            assert math.isfinite(d["bleu4"][precision]) and 0 <= d["bleu4"][precision] <= 1
+        assert d["speedup"] == pytest.approx(d["median_s"]["float32"] / d["median_s"]["int8"])
+        assert d["bleu4_change"] == pytest.approx(d["bleu4"]["int8"] - d["bleu4"]["float32"])
+        assert 0 <= d["identical"] <= 1
+        # A share of whole captions; the examples are captions that differ, at most three.
+        n = q8["smoke"]["test_images"]
+        differ = n - round(d["identical"] * n)
+        assert d["identical"] * n == pytest.approx(n - differ)
+        assert len(d["examples"]) == min(differ, 3) and all(a != b for a, b in d["examples"])
+    full = q8["full_shapes"]
+    assert full["weight_bytes_per_step"]["int8"] * 4 == pytest.approx(
+        full["weight_bytes_per_step"]["float32"], abs=4
+    )
+    for precision in ("float32", "int8"):
+        assert full["step_s"][precision] > 0
+        floor = full["weight_bytes_per_step"][precision] / full["bandwidth_bytes_per_s"]
+        assert full["floor_s"][precision] == pytest.approx(floor)
+        assert full["multiple_of_floor"][precision] == pytest.approx(full["step_s"][precision] / floor)
+    assert q8["criterion_met"] == all(
+        q8["smoke"][d]["speedup"] >= 1.5
+        and abs(q8["smoke"][d]["bleu4_change"]) <= 0.01
+        and q8["smoke"][d]["identical"] >= 0.9
+        for d in ("greedy", "beam3")
+    )
+
+
+def test_int8_decoding_section_is_rendered_from_its_numbers(int8_quick, tmp_path, monkeypatch):
+    """`--only int8_decoding` on top of the committed results: section 5 and its summary rows come from the
+    JSON (a changed number changes the text, the verdict follows the criterion), the other sections stay."""
+    from benchmarks import report, run
+
+    committed = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps(committed))
+    monkeypatch.setattr(run, "run_one", lambda name, quick, from_run: {**int8_quick, "benchmark_wall_s": 9.0})
+    merged = run.run_all(committed["quick"], ["int8_decoding"], None, tmp_path)
+    kept = [name for name in run.BENCHMARKS if name != "int8_decoding" and name in committed]
+    assert kept and all(merged[name] == committed[name] for name in kept)
+    md = (tmp_path / "results.md").read_text()
+    # A section measured on another CPU says so in the header (the machine line is this run's).
+    merged["carried_over"]["caption_speed"]["machine"] = "Another CPU"
+    assert "caption_speed (" in report.carried_note(merged) and ", on Another CPU)" in report.carried_note(
+        merged
+    )
+    assert "## 5. 8-bit CPU decoding" in md and md.count("\n## ") == len(kept) + 2  # + the summary
+    greedy = int8_quick["smoke"]["greedy"]
+    assert f"| greedy | {greedy['median_s']['float32']:.3f} | {greedy['median_s']['int8']:.3f} |" in md
+    assert f"smoke captioner, greedy | {greedy['speedup']:.2f}x | >= 1.5x |" in md
+
+    q8 = json.loads(json.dumps(int8_quick))
+    for dec in ("greedy", "beam3"):
+        q8["smoke"][dec].update(speedup=1.1 if dec == "greedy" else 2.0, identical=0.95, bleu4_change=0.002)
+    q8["criterion_met"] = False
+    text = report.int8_section(q8)
+    assert text.startswith("## 5. 8-bit CPU decoding: not shipped")
+    assert "Shipped: no (greedy 1.10x < 1.5x); BLEU-4 and identical captions within the criterion." in text
+    q8["smoke"]["greedy"]["speedup"], q8["criterion_met"] = 1.6, True
+    assert report.int8_section(q8).startswith("## 5. 8-bit CPU decoding: criterion met")
+
+
+def test_int8_decoding_in_the_quick_run(quick_results):
+    results, md = quick_results
+    assert results["int8_decoding"]["quick"] is True and "## 5. 8-bit CPU decoding" in md
