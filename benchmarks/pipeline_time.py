@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.common import ROOT, emit
 from helpers import artifacts
 
-SERIES = ("01", "02", "03", "04", "05", "06", "07")  # the seven notebooks of the series
+SERIES = ("01", "02", "03", "04", "05", "06", "07", "08")  # the notebooks of the series, in run order
 
 
 def present(notebooks: Path = ROOT / "notebooks") -> list[str]:

@@ -65,7 +65,8 @@ def summary_rows(r: dict[str, Any]) -> list[list[str]]:
     rows += preprocess_rows(r["preprocess_memory"]) if "preprocess_memory" in r else []
     if pipe := r.get("pipeline_time"):
         numbers = ", ".join(name[:2] for name in pipe["notebooks"])
-        scope = "all seven notebooks" if pipe["complete_series"] else f"notebooks {numbers} of 7"
+        series = len(pipe["present"]) + len(pipe["missing"])  # the series as it was when measured
+        scope = f"all {series} notebooks" if pipe["complete_series"] else f"notebooks {numbers} of {series}"
         rows.append([f"smoke pipeline wall time, {scope}", f"{pipe['sum_s']:.0f} s", "", ""])
     rows += int8_rows(r["int8_decoding"]) if "int8_decoding" in r else []
     return rows

@@ -306,3 +306,12 @@ def test_int8_decoding_section_is_rendered_from_its_numbers(int8_quick, tmp_path
 def test_int8_decoding_in_the_quick_run(quick_results):
     results, md = quick_results
     assert results["int8_decoding"]["quick"] is True and "## 5. 8-bit CPU decoding" in md
+
+
+def test_pipeline_time_covers_every_notebook_of_the_series():
+    """`make run` runs every numbered notebook: the pipeline benchmark times them all (it had left 08 out)."""
+    from benchmarks import pipeline_time
+
+    numbered = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")}
+    assert numbered and numbered <= set(pipeline_time.SERIES)
+    assert pipeline_time.timable(sorted(numbered)) == sorted(numbered)
