@@ -21,6 +21,18 @@ T4_PEAK_FLOPS = (
 UTILISATION = 0.30  # assumed share of that peak a training step reaches (typical 25-40 % for these models)
 FULL_SPLITS = {"train": 45_000, "val": 5_000, "test": 10_000}  # CIFAR-100 as 01 prepares it for `full`
 FLICKR = {"images": 8_091, "train": 6_000, "val": 1_000, "test": 1_000, "captions_per_image": 5}
+#: Karpathy's COCO with restval in train; 616,767 captions over 123,287 images (the real JSON's counts).
+COCO = {
+    "images": 123_287,
+    "train": 113_287,
+    "val": 5_000,
+    "test": 5_000,
+    "captions_per_image": 616_767 / 123_287,
+}
+#: Assumed share of linear speed-up per GPU count (docs/training-jobs.md): DDP over PCIe within one
+#: instance 90 %, over two ml.g4dn.12xlarge (25-50 Gbit/s, no EFA) 80 %. Assumptions, not measurements.
+GPU_SCALING = {1: 1.0, 4: 0.9, 8: 0.8}
+ASSUMED_SHAPE = {"mean_tokens": 14.0, "padded": 24.0}  # caption tokens, when no real captions are here
 
 
 @functools.cache
@@ -106,25 +118,26 @@ def encoder_forward_flops(spec: str, size: int = 224) -> tuple[float, str]:
     return 2.0 * keras_macs(name, size), name
 
 
-def captioner_estimate(cap, shape: dict[str, float] | None) -> Estimate:
+def captioner_estimate(cap, shape: dict[str, float] | None, data: dict[str, float] = FLICKR) -> Estimate:
     """06: features of every encoder, the captioner and its blind twin, the encoder study, validation.
 
     The study trains one mapper per encoder in front of the blind twin's frozen GPT-2 for `study_epochs`:
-    forward and activation gradients through GPT-2, no weight gradients (2/3 of a full step).
+    forward and activation gradients through GPT-2, no weight gradients (2/3 of a full step). `data`:
+    image and split counts (`FLICKR` or `COCO`).
     """
     assumed = shape is None
-    shape = shape or {"mean_tokens": 14.0, "padded": 24.0}  # tokens; an assumption when no captions are here
-    batch, pairs = cap.train.batch_size, FLICKR["captions_per_image"]
+    shape = shape or ASSUMED_SHAPE
+    batch, pairs = cap.train.batch_size, data["captions_per_image"]
     step = captioner_step_flops(batch, cap.prefix.prefix_length, shape["mean_tokens"], shape["padded"])
-    per_epoch = math.ceil(FLICKR["train"] * pairs / batch)
-    val_step = math.ceil(FLICKR["val"] * pairs / batch) * step / 3  # forward only
+    per_epoch = math.ceil(data["train"] * pairs / batch)
+    val_step = math.ceil(data["val"] * pairs / batch) * step / 3  # forward only
     study = list(cap.compare_encoders)
     epochs = 2 * cap.train.epochs  # the captioner and its blind twin
     study_epochs = len(study) * cap.study_epochs
     train = per_epoch * step * (epochs + study_epochs * 2 / 3)
     validate = val_step * (epochs + study_epochs)
     feats = {spec: encoder_forward_flops(spec) for spec in dict.fromkeys([cap.encoder_spec, *study])}
-    features = FLICKR["images"] * sum(f for f, _ in feats.values())
+    features = data["images"] * sum(f for f, _ in feats.values())
     flops = train + validate + features
     note = (
         f"{step / 1e12:.2f} TFLOPs per step of {batch} (GPT-2 small, prefix {cap.prefix.prefix_length} + "
@@ -141,3 +154,16 @@ def captioner_estimate(cap, shape: dict[str, float] | None) -> Estimate:
         + "; caption decoding and METEOR not included"
     )
     return Estimate("06", flops / 1e12, t4_seconds(flops), note)
+
+
+def captioner_only_seconds(cap, shape: dict[str, float], data: dict[str, float]) -> tuple[float, int]:
+    """(T4 seconds, steps) of one captioner's training alone: `cap.train.epochs` epochs, no validation."""
+    batch = cap.train.batch_size
+    step = captioner_step_flops(batch, cap.prefix.prefix_length, shape["mean_tokens"], shape["padded"])
+    steps = math.ceil(data["train"] * data["captions_per_image"] / batch) * cap.train.epochs
+    return t4_seconds(steps * step), steps
+
+
+def on_gpus(seconds: float, gpus: int) -> float:
+    """`seconds` on one T4 spread over `gpus` T4s at the assumed `GPU_SCALING` efficiency."""
+    return seconds / (gpus * GPU_SCALING[gpus])

@@ -150,20 +150,36 @@ _DOES = ("runs through", "plays in", "stands near", "jumps over", "walks along",
 _WHERE = ("the grass", "the snow", "a wooden fence", "the beach", "a busy street", "the water")
 
 
-def _jpeg(rng: np.random.Generator) -> bytes:
-    """A 500 x 375 photo-sized JPEG: a colour gradient with a few blocks (~25 KB)."""
+def photo_jpeg(
+    rng: np.random.Generator,
+    size: tuple[int, int] = (500, 375),
+    blocks: tuple[int, int, int] = (3, 20, 60),
+    grain: float = 0.0,
+    grayscale: bool = False,
+) -> bytes:
+    """A photo-sized JPEG (`size` landscape, sometimes portrait): a colour gradient, `blocks` (count, min and
+    max side) of flat colour and optional grain (std of added noise, grey levels)."""
     from PIL import Image
 
-    h, w = (375, 500) if rng.random() < 0.7 else (500, 375)
+    w, h = size if rng.random() < 0.7 else size[::-1]
     a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = np.linspace(0, 1, w)[None, :, None]
     img = np.broadcast_to(a * (1 - t) + b * t, (h, w, 3)).copy()
-    for _ in range(3):
-        y, x = rng.integers(0, h - 60), rng.integers(0, w - 60)
-        img[y : y + rng.integers(20, 60), x : x + rng.integers(20, 60)] = rng.integers(0, 256, 3)
+    count, lo, hi = blocks
+    for _ in range(count):
+        y, x = rng.integers(0, h - hi), rng.integers(0, w - hi)
+        img[y : y + rng.integers(lo, hi), x : x + rng.integers(lo, hi)] = rng.integers(0, 256, 3)
+    if grain:
+        img = np.clip(img + rng.normal(0, grain, img.shape), 0, 255)
+    pil = Image.fromarray(img.astype(np.uint8))
     buf = io.BytesIO()
-    Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    (pil.convert("L") if grayscale else pil).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+def _jpeg(rng: np.random.Generator) -> bytes:
+    """A 500 x 375 Flickr-sized JPEG: a colour gradient with a few blocks (~25 KB)."""
+    return photo_jpeg(rng)
 
 
 def _caption(rng: np.random.Generator) -> str:

@@ -269,6 +269,10 @@ def test_the_table_covers_every_full_preset_file():
         row = table[name]
         assert row.fetched_by == "helpers" and row.url.startswith("https://") and row.url.endswith(name)
         assert row.hash or row.size  # MobileNetV2 has no published hash: its size is pinned at least
+    for name in (download_table.KARPATHY_ARCHIVE, *download_table.COCO_ARCHIVES):
+        row = table[name]  # COCO's images are served over http only: the published md5 and size vouch
+        assert row.fetched_by == "helpers" and row.hash and row.size and row.url.endswith(name)
+        assert row.folder is None  # into run_dir/sources/downloads, deleted once extracted
     gpt2 = {n for n, row in table.items() if n.startswith("gpt2/") and row.used_by == "06"}
     assert gpt2 == {"gpt2/config.json", "gpt2/model.safetensors", "gpt2/generation_config.json"}
     assert table["gpt2/model.safetensors"].size == 548_105_171

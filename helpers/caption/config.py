@@ -204,14 +204,20 @@ class CaptionConfig:
 
     def resolve_data(self) -> Path:
         """The folder the dataset is read from: given (an s3:// URI is pulled into run_dir/sources/s3),
-        synthetic (smoke, written once) or downloaded (full, Flickr8k)."""
+        synthetic (smoke, written once) or downloaded (full: Flickr8k, and what a Karpathy split lacks)."""
         from helpers.data import ensure_synthetic_flickr, fetch_flickr8k
+        from helpers.data.sources import fetch_karpathy
 
         kind, arg = parse_dataset(self.dataset)
+        given = None
         if self.data_source is not None and self.data_source.startswith("s3://"):
-            return _pull_s3(self.data_source, self.paths.sources / "s3")
-        if self.data_source is not None:
-            return Path(self.data_source).expanduser()
+            given = _pull_s3(self.data_source, self.paths.sources / "s3")
+        elif self.data_source is not None:
+            given = Path(self.data_source).expanduser()
+        if kind == "karpathy" and self.preset == "full":
+            return fetch_karpathy(arg, self.paths.sources, given)
+        if given is not None:
+            return given
         if kind == "folder" and arg:
             return Path(arg).expanduser()
         if self.preset == "smoke":

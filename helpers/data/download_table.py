@@ -92,7 +92,7 @@ _ROWS = [
         "md5:f18a1e2920de5bd84dae7cf08ec78978",
         None,
         None,
-        "06",
+        "06 (flickr8k, karpathy:flickr8k)",
         "helpers",
         "MD5 as published with the archive's use in mlverse/torchvision (R) and other projects; ~1.1 GB",
     ),
@@ -106,16 +106,18 @@ _ROWS = [
         "helpers",
         "MD5 as above; ~2 MB",
     ),
-    # Karpathy's splits and COCO 2014 (dataset="karpathy:<name>"): hashes and sizes as ../shared/DESIGN.md
-    # records them from public copies (2026-12); Flickr30k's images come only from their owners' form.
+    # Karpathy's splits and COCO 2014 (dataset="karpathy:<name>", helpers.data.sources.fetch_karpathy, into
+    # run_dir/sources/): hashes and sizes from public copies (2026-12). The COCO images are served over
+    # plain http only; the published md5 and size are what vouch for them. Flickr30k's images come only
+    # from their owners' request form: never downloaded.
     Download(
         "caption_datasets.zip",
         "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
         "sha256:4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817",
         36_745_453,
-        "datasets",
+        None,
         "06 (karpathy:<name>)",
-        "planned",
+        "helpers",
         "sha256 and size recorded by several projects (the Stanford link is intermittently gone)",
     ),
     Download(
@@ -123,9 +125,9 @@ _ROWS = [
         "http://images.cocodataset.org/zips/train2014.zip",
         "md5:0da8c0bd3d6becc4dcb32757491aca88",
         13_510_573_713,
-        "datasets",
+        None,
         "06 (karpathy:coco)",
-        "planned",
+        "helpers",
         "MD5 and size as published for the COCO 2014 archives",
     ),
     Download(
@@ -133,9 +135,9 @@ _ROWS = [
         "http://images.cocodataset.org/zips/val2014.zip",
         "md5:a3d79f5ed8d289b7a7554ce06a5782b3",
         6_645_013_297,
-        "datasets",
+        None,
         "06 (karpathy:coco)",
-        "planned",
+        "helpers",
         "MD5 and size as published for the COCO 2014 archives (holds all 5,000 Karpathy test images)",
     ),
     # from_pretrained("gpt2") reads these three; the tokenizer files below it does not need, because
@@ -233,6 +235,8 @@ IMAGENET_WEIGHTS = {
 }
 CIFAR100_ARCHIVE = "cifar-100-python.tar.gz"
 FLICKR8K_ARCHIVES = ("Flickr8k_Dataset.zip", "Flickr8k_text.zip")
+KARPATHY_ARCHIVE = "caption_datasets.zip"  # dataset_coco.json, dataset_flickr30k.json, dataset_flickr8k.json
+COCO_ARCHIVES = ("train2014.zip", "val2014.zip")  # each holds one folder of its name: train2014/, val2014/
 
 
 def markdown_table(fetched_by: tuple[str, ...] = ("helpers", "huggingface_hub", "planned")) -> str:
