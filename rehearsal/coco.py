@@ -28,32 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rehearsal import coco_standin, estimate, measure
-from rehearsal.coco_standin import COCO, CocoScale
+from rehearsal import estimate, measure
+from rehearsal.coco_standin import COCO, CocoScale, all_present, build
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 #: CLIP ViT-B/32's vision tower (openai/clip-vit-base-patch32's shapes), random weights: no download.
 VIT_B32 = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
            "patch_size": 32, "projection_dim": 512}  # fmt: skip
-INSTANCE_RAM = 16 * 2**30  # ml.g4dn.xlarge: 16 GiB, 4 vCPUs, one T4
-INSTANCE_CORES = 4
-
-
-def build(work: Path, scale: CocoScale = COCO) -> dict[str, Any]:
-    """The COCO stand-in in `work/mirror` with its manifest (reused when a build of this scale is there)."""
-    from rehearsal.standins import write_manifest
-
-    stamp, mirror = work / "coco.json", work / "mirror"
-    wanted = json.loads(json.dumps({"scale": vars(scale), "format": 1}))
-    if stamp.is_file() and json.loads(stamp.read_text())["wanted"] == wanted:
-        return json.loads(stamp.read_text())
-    start = time.perf_counter()
-    written = coco_standin.write_coco(mirror, scale)
-    write_manifest(mirror, work / "manifest.json")
-    info = {"wanted": wanted, **written, "seconds": round(time.perf_counter() - start, 1)}
-    stamp.write_text(json.dumps(info))
-    return info
 
 
 def fetch(work: Path, sources: Path) -> tuple[Path, float]:
@@ -69,28 +51,14 @@ def fetch(work: Path, sources: Path) -> tuple[Path, float]:
     return root, time.perf_counter() - start
 
 
-def all_present(extracted: Path, view: Path) -> Path:
-    """`view`: the extracted JSON with every image it lists on disk (hard links to the extracted JPEGs)."""
-    if (view / ".complete").is_file():
-        return view
-    files = sorted(p for p in extracted.glob("*2014/*.jpg"))
-    with open(extracted / "dataset_coco.json", encoding="utf-8") as f:
-        listed = [f"{e['filepath']}/{e['filename']}" for e in json.load(f)["images"]]
-    view.mkdir(parents=True, exist_ok=True)
-    (view / "dataset_coco.json").unlink(missing_ok=True)
-    os.link(extracted / "dataset_coco.json", view / "dataset_coco.json")
-    for folder in ("train2014", "val2014"):
-        (view / folder).mkdir(exist_ok=True)
-    for i, name in enumerate(listed):
-        src, dst = extracted / name, view / name
-        if not dst.exists():
-            os.link(src if src.is_file() else files[i % len(files)], dst)
-    (view / ".complete").write_text(f"{len(listed)}\n")
-    return view
-
-
 def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def parse_child(root: Path) -> dict[str, Any]:
@@ -102,10 +70,11 @@ def parse_child(root: Path) -> dict[str, Any]:
     from helpers.caption.train import make_pairs
     from helpers.data.sources import load_dataset
 
-    tok, start_rss = gpt2_tokenizer(), _maxrss()
+    tok = gpt2_tokenizer()
+    start_rss, start_peak = _rss(), _maxrss()
     t0 = time.perf_counter()
     data = load_dataset("karpathy:coco", root, check_images=False)
-    parse_s, parse_rss = time.perf_counter() - t0, _maxrss()
+    parse_s, parse_rss, parse_peak = time.perf_counter() - t0, _rss(), _maxrss()
     names = sorted(n for split in data.splits.values() for n in split)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CaptionConfig.for_preset("full", tmp)
@@ -126,8 +95,11 @@ def parse_child(root: Path) -> dict[str, Any]:
         "tokens_seconds": round(tokens_s, 1),
         "pairs": {s: len(p) for s, p in pairs.items()},
         "mean_tokens": round(float(lengths.mean()), 2),
-        "rss_start": start_rss,
+        "rss_start": start_rss,  # resident now / the largest so far, after each step
+        "peak_start": start_peak,
         "rss_after_parse": parse_rss,
+        "peak_after_parse": parse_peak,
+        "rss_after_tokens": _rss(),
         "peak_rss": _maxrss(),
     }
 
@@ -211,47 +183,53 @@ def _child(kind: str, args: list[str], work: Path) -> dict[str, Any]:
     return result
 
 
-def projections(parse: dict[str, Any], feats: dict[str, Any]) -> dict[str, Any]:
-    """Estimates (not measurements) for the notebook instance and the T4, from the FLOP counts and rates."""
-    from helpers.caption.config import CaptionConfig
-    from rehearsal.report import REAL_TOKENS, caption_shape
+#: Notebook 06 on the stand-in: the rehearsal's caps, the COCO dataset, no encoder study (its encoders
+#: beyond CLIP need 02-05's classifiers and ImageNet weights; the Flickr8k rehearsal runs it).
+NOTEBOOK_06 = {"dataset": "karpathy:coco", "compare_encoders": []}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cap = CaptionConfig.for_preset("full", tmp)
-    shape = (
-        caption_shape(REAL_TOKENS, cap.train.batch_size, cap.train.max_tokens)
-        if REAL_TOKENS.is_file()
-        else None
-    )
-    rows = {name: vars(estimate.captioner_estimate(cap, shape, data))
-            for name, data in (("Flickr8k", estimate.FLICKR), ("COCO", estimate.COCO))}  # fmt: skip
-    alone = {}
-    for name, data in (("Flickr8k", estimate.FLICKR), ("COCO", estimate.COCO)):
-        seconds, steps = estimate.captioner_only_seconds(
-            cap, shape or {"mean_tokens": 14.0, "padded": 24.0}, data
-        )
-        hours = {str(g): round(estimate.on_gpus(seconds, g) / 3600, 2) for g in estimate.GPU_SCALING}
-        alone[name] = {"steps": steps, "epochs": cap.train.epochs, "hours": hours}
-    gpu_rate = estimate.T4_PEAK_FLOPS * estimate.UTILISATION / estimate.encoder_forward_flops("clip")[0]
-    cores = os.cpu_count() or 1
-    cpu_rate = min(feats["decode_per_second"] * INSTANCE_CORES / cores, feats["preprocess_per_second"])
-    images = estimate.COCO["images"]
-    check_rate = feats["decode_check_per_second"] * INSTANCE_CORES / cores
-    return {
-        "caption_shape": shape,
-        "t4_rows": rows,
-        "captioner_alone": alone,
-        "feature_cache_bytes": images * feats["bytes_per_image"],
-        "feature_cache_bytes_resnet50": images * 2048 * 2,
-        "t4_feature_images_per_second": round(gpu_rate),
-        "instance_feed_images_per_second": round(cpu_rate, 1),
-        "instance_feature_hours": round(images / min(gpu_rate, cpu_rate) / 3600, 2),
-        "instance_decode_check_minutes": round(images / check_rate / 60, 1),
-        "peak_rss_share_of_instance": parse["peak_rss"] / INSTANCE_RAM,
+
+def notebook_06(work: Path, standin: Path) -> dict[str, Any]:
+    """06 through the runner with ``dataset="karpathy:coco"``, fetching from the mirror; measured."""
+    from rehearsal.mirror import serve
+    from rehearsal.run import runner_command
+    from rehearsal.standins import HUB_MODELS, write_hub_cache
+
+    work, standin = work.resolve(), standin.resolve()  # the kernel runs in another folder
+    hf, run_dir, keras_home = work / "hf", work / "run", work / "keras"
+    if not (hf / "hub.json").is_file() or json.loads((hf / "hub.json").read_text()) != HUB_MODELS:
+        write_hub_cache(hf)  # gpt2 and CLIP ViT-B/32 of their real sizes, random weights
+        (hf / "hub.json").write_text(json.dumps(HUB_MODELS))
+    for folder in (run_dir, keras_home):
+        shutil.rmtree(folder, ignore_errors=True)
+    cmd = runner_command("06", run_dir, NOTEBOOK_06)
+    with serve(standin / "mirror") as url:
+        env = {**os.environ, "CAPTION_DOWNLOAD_MIRROR": url, "CAPTION_DOWNLOAD_MANIFEST": str(standin /
+               "manifest.json"), "KERAS_HOME": str(keras_home), "HF_HOME": str(hf), "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_OFFLINE": "1", "TF_ENABLE_ONEDNN_OPTS": "1"}  # fmt: skip
+        load = measure.load_average()
+        done = measure.run_measured(cmd, env, ROOT, work / "06.log")
+    summary = run_dir / "captions" / "data_summary.json"
+    row = {
+        "command": " ".join(cmd[3:]).replace(f"{ROOT}/", ""),  # paths relative to the checkout
+        "ok": done.returncode == 0,
+        "seconds": round(done.seconds, 1),
+        "cpu_seconds": round(done.cpu_seconds, 1),
+        "peak_rss": done.peak_rss,
+        "run_folder_bytes": measure.folder_size(run_dir),
+        "load_average": [round(load, 1), round(measure.load_average(), 1)],
+        "metrics_written": (run_dir / "captions" / "metrics.json").is_file(),
     }
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        row["data_summary"] = {k: data[k] for k in ("images_captioned", "captions", "missing_images",
+                               "undecodable_images", "splits")}  # fmt: skip
+        row["missing_listed"] = len(data["left_out"].get("missing_images", []))
+    if not row["ok"]:
+        row["error"] = done.output[-3000:]
+    return row
 
 
-def measure_coco(work: Path, scale: CocoScale = COCO) -> dict[str, Any]:
+def measure_coco(work: Path, scale: CocoScale = COCO, notebook: bool = True) -> dict[str, Any]:
     """Build, fetch, read and encode the COCO stand-in under `work`; every measurement and projection."""
     from rehearsal.run import machine
 
@@ -263,7 +241,8 @@ def measure_coco(work: Path, scale: CocoScale = COCO) -> dict[str, Any]:
     view = all_present(root, work / "all-present")
     parse = _child("parse", [str(view)], work)
     feats = _child("features", [str(root), str(work / "features" / "clip")], work)
-    kept = {k: v for k, v in standin.items() if k not in ("present", "wanted")}
+    kept = {k: v for k, v in standin.items() if k not in ("present", "wanted", "grayscale", "truncated")}
+    nb06 = notebook_06(work, work / "standin") if notebook else None
     return {
         "machine": machine(),
         "standin": {**kept, "scale": vars(scale)},
@@ -271,7 +250,8 @@ def measure_coco(work: Path, scale: CocoScale = COCO) -> dict[str, Any]:
         "extracted": sorted(p.name for p in root.iterdir() if not p.name.startswith(".")),
         "parse": parse,
         "features": feats,
-        "estimates": projections(parse, feats),
+        "estimates": estimate.coco_projections(parse, feats),
+        "notebook_06": nb06,
     }
 
 
@@ -284,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", help="(internal) where the step writes its JSON")
     parser.add_argument("--work", default=str(ROOT / "runs" / "rehearsal" / "coco"), help="stand-in, copies")
     parser.add_argument("--out", default=str(HERE), help="where results.md and results.json are updated")
+    parser.add_argument("--no-notebook", action="store_true", help="skip notebook 06 on the stand-in")
+    parser.add_argument("--report-only", action="store_true", help="re-render results.md; run nothing")
     args = parser.parse_args(argv)
     if args.step:
         paths = [Path(p) for p in args.paths]
@@ -292,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out)
     results = json.loads((out / "results.json").read_text())
-    results["coco"] = measure_coco(Path(args.work))
+    if not args.report_only:
+        results["coco"] = measure_coco(Path(args.work), notebook=not args.no_notebook)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown.render(results))
     print(f"[rehearsal] wrote {out / 'results.md'}")

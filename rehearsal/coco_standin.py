@@ -9,16 +9,19 @@
   640 x 480 JPEGs (some grayscale, as COCO 2014 has; optionally some truncated). Every other listed image
   is absent: the reader counts and reports it as missing.
 
-Everything is seeded. `write_coco` writes the three files into a mirror folder.
+Everything is seeded. `write_coco` writes the three files into a mirror folder, `build` does it once with a
+manifest; `all_present` makes a copy of an extracted stand-in in which every listed image exists.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -162,3 +165,39 @@ def _zip(path: Path, members: dict[str, bytes], method: int) -> None:
         for name, data in members.items():
             zf.writestr(name, data)
     os.replace(tmp, path)
+
+
+def build(work: Path, scale: CocoScale = COCO) -> dict[str, Any]:
+    """The COCO stand-in in `work/mirror` with its manifest (reused when a build of this scale is there)."""
+    from rehearsal.standins import write_manifest
+
+    stamp, mirror = work / "coco.json", work / "mirror"
+    wanted = json.loads(json.dumps({"scale": vars(scale), "format": 1}))
+    if stamp.is_file() and json.loads(stamp.read_text())["wanted"] == wanted:
+        return json.loads(stamp.read_text())
+    start = time.perf_counter()
+    written = write_coco(mirror, scale)
+    write_manifest(mirror, work / "manifest.json")
+    info = {"wanted": wanted, **written, "seconds": round(time.perf_counter() - start, 1)}
+    stamp.write_text(json.dumps(info))
+    return info
+
+
+def all_present(extracted: Path, view: Path) -> Path:
+    """`view`: the extracted JSON with every image it lists on disk (hard links to the extracted JPEGs)."""
+    if (view / ".complete").is_file():
+        return view
+    files = sorted(p for p in extracted.glob("*2014/*.jpg"))
+    with open(extracted / "dataset_coco.json", encoding="utf-8") as f:
+        listed = [f"{e['filepath']}/{e['filename']}" for e in json.load(f)["images"]]
+    view.mkdir(parents=True, exist_ok=True)
+    (view / "dataset_coco.json").unlink(missing_ok=True)
+    os.link(extracted / "dataset_coco.json", view / "dataset_coco.json")
+    for folder in ("train2014", "val2014"):
+        (view / folder).mkdir(exist_ok=True)
+    for i, name in enumerate(listed):
+        src, dst = extracted / name, view / name
+        if not dst.exists():
+            os.link(src if src.is_file() else files[i % len(files)], dst)
+    (view / ".complete").write_text(f"{len(listed)}\n")
+    return view

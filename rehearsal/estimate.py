@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 T4_PEAK_FLOPS = (
     65e12  # FLOP/s: NVIDIA T4 datasheet, mixed precision (FP16 with FP32 accumulate), tensor cores
@@ -32,6 +35,8 @@ COCO = {
 #: Assumed share of linear speed-up per GPU count (docs/training-jobs.md): DDP over PCIe within one
 #: instance 90 %, over two ml.g4dn.12xlarge (25-50 Gbit/s, no EFA) 80 %. Assumptions, not measurements.
 GPU_SCALING = {1: 1.0, 4: 0.9, 8: 0.8}
+INSTANCE_RAM = 16 * 2**30  # ml.g4dn.xlarge: 16 GiB, 4 vCPUs, one T4
+INSTANCE_CORES = 4
 ASSUMED_SHAPE = {"mean_tokens": 14.0, "padded": 24.0}  # caption tokens, when no real captions are here
 
 
@@ -167,3 +172,41 @@ def captioner_only_seconds(cap, shape: dict[str, float], data: dict[str, float])
 def on_gpus(seconds: float, gpus: int) -> float:
     """`seconds` on one T4 spread over `gpus` T4s at the assumed `GPU_SCALING` efficiency."""
     return seconds / (gpus * GPU_SCALING[gpus])
+
+
+def coco_projections(parse: dict[str, Any], feats: dict[str, Any]) -> dict[str, Any]:
+    """Estimates (not measurements) for the notebook instance and the T4, from the FLOP counts and rates."""
+    from helpers.caption.config import CaptionConfig
+    from rehearsal.report import REAL_TOKENS, caption_shape
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cap = CaptionConfig.for_preset("full", tmp)
+    shape = (
+        caption_shape(REAL_TOKENS, cap.train.batch_size, cap.train.max_tokens)
+        if REAL_TOKENS.is_file()
+        else None
+    )
+    rows = {name: vars(captioner_estimate(cap, shape, data))
+            for name, data in (("Flickr8k", FLICKR), ("COCO", COCO))}  # fmt: skip
+    alone = {}
+    for name, data in (("Flickr8k", FLICKR), ("COCO", COCO)):
+        seconds, steps = captioner_only_seconds(cap, shape or {"mean_tokens": 14.0, "padded": 24.0}, data)
+        hours = {str(g): round(on_gpus(seconds, g) / 3600, 2) for g in GPU_SCALING}
+        alone[name] = {"steps": steps, "epochs": cap.train.epochs, "hours": hours}
+    gpu_rate = T4_PEAK_FLOPS * UTILISATION / encoder_forward_flops("clip")[0]
+    cores = os.cpu_count() or 1
+    cpu_rate = min(feats["decode_per_second"] * INSTANCE_CORES / cores, feats["preprocess_per_second"])
+    images = COCO["images"]
+    check_rate = feats["decode_check_per_second"] * INSTANCE_CORES / cores
+    return {
+        "caption_shape": shape,
+        "t4_rows": rows,
+        "captioner_alone": alone,
+        "feature_cache_bytes": images * feats["bytes_per_image"],
+        "feature_cache_bytes_resnet50": images * 2048 * 2,
+        "t4_feature_images_per_second": round(gpu_rate),
+        "instance_feed_images_per_second": round(cpu_rate, 1),
+        "instance_feature_hours": round(images / min(gpu_rate, cpu_rate) / 3600, 2),
+        "instance_decode_check_minutes": round(images / check_rate / 60, 1),
+        "peak_rss_share_of_instance": parse["peak_rss"] / INSTANCE_RAM,
+    }

@@ -3,7 +3,8 @@
 Each notebook runs through the project's own runner (``python -m helpers run --preset full --only NN``)
 with ``allow_cpu=True`` and the caps below, in a fresh Keras cache (every file is downloaded from the
 mirror) and a fresh run folder, while its wall time, CPU time, peak memory and bytes written are
-measured. Then ``rehearsal/results.md`` (and ``results.json``) is written. About 15-25 minutes on 2 cores.
+measured; then 06's data path at COCO scale (`rehearsal.coco`, a few minutes). Then ``rehearsal/results.md``
+(and ``results.json``) is written. About 15-25 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ CAPS: dict[str, dict[str, Any]] = {
 }
 
 
-def runner_command(notebook: str, run_dir: Path) -> list[str]:
-    """The project's runner for one notebook, with the rehearsal's caps."""
-    params = {"allow_cpu": True, **CAPS[notebook]}
+def runner_command(notebook: str, run_dir: Path, extra: dict[str, Any] | None = None) -> list[str]:
+    """The project's runner for one notebook, with the rehearsal's caps (and `extra` parameters)."""
+    params = {"allow_cpu": True, **CAPS[notebook], **(extra or {})}
     cmd = [sys.executable, "-m", "helpers", "run", "--preset", "full", "--run-dir", str(run_dir)]
     cmd += ["--only", notebook]
     for key, value in params.items():
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(CAPS), help="notebooks to run, e.g. 01,02 (default: all)")
     parser.add_argument("--out", default=str(HERE), help="where results.md and results.json go")
     parser.add_argument("--report-only", action="store_true", help="re-read the last run; run nothing")
+    parser.add_argument(
+        "--no-coco", action="store_true", help="skip the COCO-scale data path (rehearsal.coco)"
+    )
     args = parser.parse_args(argv)
     work, notebooks, out = Path(args.work), [n.strip() for n in args.only.split(",")], Path(args.out)
     if args.report_only:  # what the run measured stays; what is read from its folder is read again
@@ -147,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         caps = {n: CAPS[n] for n in notebooks}
         results = {"machine": machine(), "caps": caps, **run_notebooks(work, notebooks)}
         results["pipeline_images_per_second"] = round(pipeline_images_per_second(), 1)
+        if not args.no_coco:
+            from rehearsal.coco import measure_coco
+
+            results["coco"] = measure_coco(work / "coco")
     results.update(report.collect(ROOT / results["run_dir"], work / "keras"))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown.render(results))

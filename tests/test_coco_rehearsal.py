@@ -19,7 +19,7 @@ from helpers.data import CaptionFormatError, DownloadError, fetch_flickr8k, load
 from helpers.data.downloads import unpack
 from helpers.data.karpathy import write_karpathy
 from rehearsal import coco, standins
-from rehearsal.coco_standin import CocoScale, _photo, coco_entries, write_coco
+from rehearsal.coco_standin import CocoScale, _photo, all_present, coco_entries, write_coco
 from rehearsal.mirror import serve
 
 SMALL = CocoScale(train=300, restval=120, val=40, test=40, sixth_captions=7, present=(12, 9), grayscale=1,
@@ -94,7 +94,7 @@ def test_full_karpathy_coco_fetches_extracts_and_reports_missing_and_broken(onli
 def test_every_listed_image_present_gives_karpathys_split_sizes(online, tmp_path):
     """The rehearsal's 'all present' view and its parse step: real split sizes, restval in train."""
     root = CaptionConfig.for_preset("full", str(tmp_path / "run"), dataset="karpathy:coco").resolve_data()
-    view = coco.all_present(root, tmp_path / "view")
+    view = all_present(root, tmp_path / "view")
     parsed = coco.parse_child(view)
     splits = parsed["summary"]["splits"]
     assert splits == {"train": SMALL.train + SMALL.restval, "val": SMALL.val, "test": SMALL.test}

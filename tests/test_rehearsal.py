@@ -69,6 +69,15 @@ def test_runner_command_is_the_full_preset_with_caps():
     assert "input_size" not in params and "batch_size" not in params  # the preset's own shapes
 
 
+def test_the_coco_rehearsal_runs_06_on_karpathy_coco_with_the_same_caps():
+    from rehearsal.coco import NOTEBOOK_06
+
+    cmd = runner_command("06", Path("/r"), NOTEBOOK_06)
+    params = dict(cmd[i + 1].split("=", 1) for i, arg in enumerate(cmd) if arg == "-p")
+    assert params["dataset"] == "'karpathy:coco'" and params["compare_encoders"] == "[]"
+    assert params["max_steps"] == str(CAPS["06"]["max_steps"]) and cmd[cmd.index("--only") + 1] == "06"
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_one_step_slice_at_full_shapes():
