@@ -51,14 +51,16 @@ def fetch(work: Path, sources: Path) -> tuple[Path, float]:
     return root, time.perf_counter() - start
 
 
-def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
 def _rss() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
+
+
+def _maxrss() -> int:
+    """The largest RSS so far. Linux updates ``ru_maxrss`` (KiB) lazily, so it can trail the
+    current RSS by a few pages; the current value is folded in to keep "largest" true."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _rss())
 
 
 def parse_child(root: Path) -> dict[str, Any]:
