@@ -139,7 +139,10 @@ def classifier_cam(model: Any, config: dict[str, Any], image: np.ndarray) -> tup
     """LayerCAM of the top-1 class for one uint8 RGB image, through the classifier's own preprocessing."""
     from helpers.classify.backbones import get_backbone
     from helpers.classify.pipeline import preprocess_batch
+    from helpers.classify.preprocessing import backbone_inputs, takes_raw_pixels
 
+    if takes_raw_pixels(model):  # the model's own pixel layers (inference mode) give the backbone's inputs
+        return layer_cam(model, backbone_inputs(model, image[None]))
     inputs = preprocess_batch(image[None], get_backbone(config["backbone"]), int(config["input_size"]))
     return layer_cam(model, np.asarray(inputs))
 

@@ -171,6 +171,12 @@ class KerasEncoder(ImageEncoder):
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
                 raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
         size = self.cfg.input_size
+        shape = self.model.inputs[0].shape
+        if shape[1] is None and shape[2] is None:  # a classifier that resizes and preprocesses inside
+            tf_backend = keras.backend.backend() == "tensorflow"
+            call = self._inference if tf_backend else lambda x: self.model(x, training=False)
+            outs = [keras.ops.convert_to_numpy(call(img[None].astype(np.float32))) for img in images]
+            return np.concatenate(outs).astype(np.float32)
         if keras.backend.backend() != "tensorflow":  # the endpoint: Keras on torch, no TensorFlow there
             from helpers.serving_classifier import model_inputs
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from helpers.classify.preprocessing import pixel_layers
 from helpers.data.download_table import IMAGENET_WEIGHTS
 
 #: Keras applications refuse inputs smaller than this (pixels per side) without their top.
@@ -36,6 +37,7 @@ class BackboneSpec:
     notes: str
     min_input_size: int = MIN_INPUT_SIZE
     imagenet_file: str | None = None  # its ImageNet weights in the download table (None: Keras fetches them)
+    pixel_mode: str = "tf"  # `preprocess` as in-model layers: "tf" (x / 127.5 - 1) or "caffe" (BGR - means)
 
     def check_input_size(self, input_size: int) -> int:
         """Return `input_size` or raise a clear error when the backbone cannot take it."""
@@ -43,8 +45,12 @@ class BackboneSpec:
             raise ValueError(f"{self.name} needs input_size >= {self.min_input_size}, got {input_size}")
         return int(input_size)
 
-    def build_features(self, input_size: int, weights: str | None) -> keras.Model:
-        """Backbone (no top) + GlobalAveragePooling2D named "features": (N, S, S, 3) -> (N, C)."""
+    def build_features(self, input_size: int, weights: str | None, in_model: bool = False) -> keras.Model:
+        """Backbone (no top) + GlobalAveragePooling2D named "features": (N, S, S, 3) -> (N, C).
+
+        in_model: the model takes raw 0..255 RGB images of any size and does the resize and `preprocess`
+        itself, see helpers.classify.preprocessing.
+        """
         size = self.check_input_size(input_size)
         if weights not in (None, "imagenet"):
             raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
@@ -56,8 +62,11 @@ class BackboneSpec:
                 layer.momentum = SCRATCH_BN_MOMENTUM
         else:
             freeze_batchnorm(backbone)
-        inputs = keras.Input((size, size, 3), name="image")
-        x = keras.layers.GlobalAveragePooling2D(name="features")(backbone(inputs))
+        inputs = keras.Input((None, None, 3) if in_model else (size, size, 3), name="image")
+        x = inputs
+        for layer in pixel_layers(self.pixel_mode, size) if in_model else []:
+            x = layer(x)
+        x = keras.layers.GlobalAveragePooling2D(name="features")(backbone(x))
         return keras.Model(inputs, x, name=f"{self.name}_features")
 
     def keras_weights(self, weights: str | None) -> str | None:
@@ -94,12 +103,20 @@ def freeze_batchnorm(backbone: keras.Model) -> None:
 
 
 def build_classifier(
-    spec: BackboneSpec, input_size: int, num_classes: int, weights: str | None, dropout: float
+    spec: BackboneSpec,
+    input_size: int,
+    num_classes: int,
+    weights: str | None,
+    dropout: float,
+    in_model: bool = False,
 ) -> keras.Model:
-    """Features + Dropout + Dense softmax; the output stays float32 under a mixed-precision policy."""
+    """Features + Dropout + Dense softmax; the output stays float32 under a mixed-precision policy.
+
+    in_model: pixels are resized and preprocessed inside the model, see build_features.
+    """
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
-    features = spec.build_features(input_size, weights)
+    features = spec.build_features(input_size, weights, in_model)
     x = keras.layers.Dropout(dropout, name="dropout")(features.output)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(features.input, outputs, name=f"{spec.name}_cifar")
@@ -119,6 +136,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         imagenet_file=IMAGENET_WEIGHTS["vgg16"],
         constructor=keras.applications.VGG16,
         preprocess=keras.applications.vgg16.preprocess_input,
+        pixel_mode="caffe",
         default_input_size=224,
         notes=(
             "Caffe-style preprocessing: RGB is flipped to BGR and the ImageNet channel means "
@@ -132,6 +150,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         imagenet_file=IMAGENET_WEIGHTS["resnet50"],
         constructor=keras.applications.ResNet50,
         preprocess=keras.applications.resnet50.preprocess_input,
+        pixel_mode="caffe",
         default_input_size=224,
         notes=(
             "Caffe-style preprocessing like VGG16 (BGR, ImageNet means subtracted, no scaling). "

@@ -64,6 +64,7 @@ class TrainConfig:
     jit_compile: bool | None = None  # XLA; None: Keras' choice (GPU: on; CPU: off, oneDNN is faster)
     lr_scaling: str = "sqrt"  # lr on several devices: "sqrt" (of the batch growth), "linear" or "none"
     replicas: int = 1  # devices batch_size and lr are scaled for (on_replicas sets it)
+    preprocessing: str = "in-model"  # "in-model": tf.data ships uint8, the model resizes etc.; "pipeline"
 
     def __post_init__(self) -> None:
         check_preset(self.preset)
@@ -76,6 +77,8 @@ class TrainConfig:
             raise ValueError("need batch_size >= 1, lr > 0 and 0 <= dropout < 1")
         if self.lr_scaling not in LR_SCALING or self.replicas < 1:
             raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALING)} and replicas >= 1")
+        if self.preprocessing not in ("in-model", "pipeline"):
+            raise ValueError(f"preprocessing must be 'in-model' or 'pipeline', got {self.preprocessing!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
 

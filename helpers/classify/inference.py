@@ -1,6 +1,7 @@
 """Using a trained classifier: load it from its folder, predict probabilities and top-k classes.
 
-Everything goes through `pipeline.make_dataset`, the same resize + backbone preprocessing as training.
+Everything goes through `pipeline.make_dataset`: uint8 batches for a model that preprocesses inside, else
+the same resize + backbone preprocessing as training (models saved before preprocessing moved in).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from helpers import artifacts
 from helpers.classify.backbones import get_backbone
 from helpers.classify.pipeline import check_images, make_dataset
+from helpers.classify.preprocessing import takes_raw_pixels
 
 
 def load_classifier(model_dir: str | Path) -> tuple[keras.Model, dict[str, Any]]:
@@ -29,7 +31,10 @@ def predict_probs(
     model: keras.Model, images: np.ndarray, backbone: str, input_size: int, batch_size: int = 64
 ) -> np.ndarray:
     """Softmax probabilities (N, num_classes) float32 for uint8 RGB images of any one size."""
-    ds = make_dataset(check_images(images), None, get_backbone(backbone), input_size, batch_size)
+    raw = takes_raw_pixels(model)  # preprocesses inside (new layout) or takes backbone inputs (old)
+    ds = make_dataset(
+        check_images(images), None, get_backbone(backbone), input_size, batch_size, preprocess=not raw
+    )
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
 
 

@@ -48,8 +48,13 @@ def make_dataset(
     batch_size: int,
     training: bool = False,
     seed: int = 0,
+    preprocess: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of (inputs, labels), or inputs alone if `labels` is None; shuffled + augmented if training."""
+    """Batches of (inputs, labels), or inputs alone if `labels` is None; shuffled + augmented if training.
+
+    preprocess=False: uint8 batches at the stored size (shuffled and augmented if training), for a model
+    that resizes and preprocesses inside (helpers.classify.preprocessing); 3 KB an image instead of 600 KB.
+    """
     images = check_images(images)
     spec.check_input_size(input_size)
     if labels is not None and len(labels) != len(images):
@@ -61,6 +66,8 @@ def make_dataset(
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(_on_image(augment), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
+    if not preprocess:
+        return ds.prefetch(AUTOTUNE)
     ds = ds.map(_on_image(lambda x: preprocess_batch(x, spec, input_size)), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 

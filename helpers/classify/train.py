@@ -31,6 +31,7 @@ from helpers.classify.backbones import backbone_layer, build_classifier, freeze_
 from helpers.classify.callbacks import HistoryLog, PhaseBackup, cosine_schedule, read_history
 from helpers.classify.config import TrainConfig
 from helpers.classify.pipeline import make_dataset
+from helpers.classify.preprocessing import for_training
 from helpers.data.prepared import Prepared
 
 
@@ -130,11 +131,16 @@ def train_classifier(
 def _fit_phases(cfg: TrainConfig, data: Prepared, extra: list[keras.callbacks.Callback]) -> keras.Model:
     """Phase 1 then phase 2 (in the caller's strategy scope), each resumable; returns the best checkpoint."""
     spec = get_backbone(cfg.backbone)
+    in_model = cfg.preprocessing == "in-model"  # augmented uint8 batches; the model resizes + preprocesses
+    train, val = data.train, data.val
     train_ds = make_dataset(
-        data.train.images, data.train.labels, spec, cfg.input_size, cfg.batch_size, True, cfg.seed
+        train.images, train.labels, spec, cfg.input_size, cfg.batch_size, True, cfg.seed, not in_model
     )
-    val_ds = make_dataset(data.val.images, data.val.labels, spec, cfg.input_size, cfg.batch_size)
-    model = build_classifier(spec, cfg.input_size, data.num_classes, cfg.weights, cfg.dropout)
+    val_ds = make_dataset(
+        val.images, val.labels, spec, cfg.input_size, cfg.batch_size, preprocess=not in_model
+    )
+    model = build_classifier(spec, cfg.input_size, data.num_classes, cfg.weights, cfg.dropout, in_model)
+    for_training(model, True)  # antialias off: training only upsamples, and XLA has no antialiased resize
     phases = [
         ("head", 0, cfg.head_epochs, cfg.lr),
         ("finetune", cfg.head_epochs, cfg.epochs, cfg.lr * cfg.finetune_lr_scale),
@@ -225,5 +231,5 @@ def _callbacks(
 def _save_atomic(model: keras.Model, path: Path) -> None:
     """model.save into a temporary .keras beside `path`, then rename (a kill never leaves half a model)."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
+    for_training(model, False).save(tmp)
     os.replace(tmp, path)
