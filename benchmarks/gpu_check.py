@@ -76,15 +76,17 @@ def resnet50_rate(steps: int, size: int, batch: int) -> dict[str, Any]:
 
     from helpers.classify.backbones import build_classifier, get_backbone
     from helpers.classify.pipeline import make_dataset
+    from helpers.classify.preprocessing import for_training
     from helpers.classify.train import dtype_policy
 
     spec, classes = get_backbone("resnet50"), 100
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch * 4, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, classes, len(images))
-    data = make_dataset(images, labels, spec, size, batch, training=True).repeat()
+    # The product's path: uint8 32x32 batches, resize and preprocess_input inside the model, on the GPU
+    data = make_dataset(images, labels, spec, size, batch, training=True, preprocess=False).repeat()
     with dtype_policy("mixed_float16"):
-        model = build_classifier(spec, size, classes, None, 0.3)
+        model = for_training(build_classifier(spec, size, classes, None, 0.3, in_model=True), True)
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")  # jit_compile "auto"
         model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # warm-up: graph build and XLA compile
         start = time.perf_counter()

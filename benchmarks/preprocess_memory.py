@@ -4,7 +4,10 @@ Each side runs in its own fresh process (``--worker ours|seed``) over a full-siz
 (50,000 train + 10,000 test uint8 32x32 images; random pixels: memory and speed do not depend on content):
 
 - ours: `helpers.classify.pipeline.make_dataset` over the whole training array, streaming one epoch of
-  shuffled, augmented batches resized to 224x224 with ResNet50's `preprocess_input`.
+  shuffled, augmented uint8 32x32 batches, as notebooks 02-04 train today: the model resizes to 224x224
+  and applies ResNet50's `preprocess_input` inside, on the accelerator (helpers.classify.preprocessing).
+- ours, CPU-side preprocessing (``--preprocess cpu``, the layout before): the same pipeline with the resize
+  to 224x224 float32 and `preprocess_input` in tf.data, on the CPU; its images/s is what a GPU would wait on.
 - seed: what the original project did before training: every training image resized to 224x224 float32
   into one in-memory array (here preallocated and filled chunk by chunk with the same resize, so the figure
   is a lower bound for that approach). The full array is 50,000 x 224 x 224 x 3 x 4 B = 30.1 GB, more than
@@ -35,8 +38,13 @@ def synthetic_cifar(n_train: int, n_test: int, seed: int = 0) -> tuple[np.ndarra
     return train, test, rng.integers(0, 100, n_train).astype(np.int16)
 
 
-def ours(n_train: int, n_test: int, input_size: int, batch_size: int, max_batches: int | None) -> dict:
-    """Stream one epoch (or `max_batches`) of the training pipeline; memory stages, time and images/s."""
+def ours(
+    n_train: int, n_test: int, input_size: int, batch_size: int, max_batches: int | None, preprocess: str
+) -> dict:
+    """Stream one epoch (or `max_batches`) of the training pipeline; memory stages, time and images/s.
+
+    preprocess: "model" ships uint8 32x32 batches (today's path), "cpu" resizes and preprocesses in tf.data.
+    """
     import helpers  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TensorFlow loads)
     from helpers.classify.backbones import get_backbone
     from helpers.classify.pipeline import make_dataset
@@ -44,15 +52,16 @@ def ours(n_train: int, n_test: int, input_size: int, batch_size: int, max_batche
     rss = {"after_import": rss_bytes()}
     train, test, labels = synthetic_cifar(n_train, n_test)  # test stays held, as in a training process
     rss["after_arrays"] = rss_bytes()
-    ds = make_dataset(train, labels, get_backbone("resnet50"), input_size, batch_size, training=True)
+    on_cpu = preprocess == "cpu"
+    spec = get_backbone("resnet50")
+    ds = make_dataset(train, labels, spec, input_size, batch_size, training=True, preprocess=on_cpu)
     rss["after_dataset"] = rss_bytes()
+    side = input_size if on_cpu else SIDE
     start = time.perf_counter()
     images, after_first, batches, first_batch_s = 0, 0, 0, 0.0
     for x, _ in ds:
-        if x.shape[1:] != (input_size, input_size, 3):
-            raise RuntimeError(
-                f"pipeline made batches of shape {x.shape}, expected (N, {input_size}, {input_size}, 3)"
-            )
+        if x.shape[1:] != (side, side, 3):
+            raise RuntimeError(f"pipeline made batches of shape {x.shape}, expected (N, {side}, {side}, 3)")
         if batches == 0:  # the first batch also fills the 50,000-element shuffle buffer
             first_batch_s = time.perf_counter() - start
         else:
@@ -63,6 +72,9 @@ def ours(n_train: int, n_test: int, input_size: int, batch_size: int, max_batche
     total_s = time.perf_counter() - start
     return {
         "side": "ours",
+        "preprocess": preprocess,
+        "batch_dtype": x.dtype.name,
+        "batch_shape": [side, side, 3],
         "batches": batches,
         "images": images,
         "full_epoch": max_batches is None or batches < max_batches,
@@ -128,6 +140,9 @@ def run(quick: bool = False, timeout: float = 900.0) -> dict[str, Any]:
     common = ["--n-train", str(cfg["n_train"]), "--n-test", str(cfg["n_test"]), "--input-size", "224"]
     extra = ["--max-batches", str(cfg["max_batches"])] if cfg["max_batches"] else []
     ours_res = run_worker("benchmarks.preprocess_memory", ["--worker", "ours", *common, *extra], timeout)
+    cpu_res = run_worker(
+        "benchmarks.preprocess_memory", ["--worker", "ours", "--preprocess", "cpu", *common, *extra], timeout
+    )
     seeds = []
     for frac in cfg["seed_fractions"]:
         n = max(int(round(frac * cfg["n_train"])), 1)
@@ -140,6 +155,8 @@ def run(quick: bool = False, timeout: float = 900.0) -> dict[str, Any]:
     return {
         "config": cfg,
         "ours": ours_res,
+        "ours_cpu_preprocess": cpu_res,
+        "supply_ratio": ours_res["images_per_s"] / cpu_res["images_per_s"],
         "seed_measured": seeds,
         "seed_extrapolated": {
             "images": n_full,
@@ -168,10 +185,20 @@ def main(argv: list[str] | None = None) -> None:
         "--max-batches", type=int, help="stop ours after this many batches (default: one epoch)"
     )
     parser.add_argument("--n-images", type=int, help="seed: how many training images to resize")
+    parser.add_argument(
+        "--preprocess",
+        choices=["model", "cpu"],
+        default="model",
+        help="ours: uint8 batches for in-model preprocessing (today) or resize + preprocess_input in tf.data",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     args = parser.parse_args(argv)
     if args.worker == "ours":
-        emit(ours(args.n_train, args.n_test, args.input_size, args.batch_size, args.max_batches))
+        emit(
+            ours(
+                args.n_train, args.n_test, args.input_size, args.batch_size, args.max_batches, args.preprocess
+            )
+        )
     elif args.worker == "seed":
         if not args.n_images:
             parser.error("--worker seed needs --n-images")

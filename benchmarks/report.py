@@ -53,10 +53,21 @@ def preprocess_rows(pre: dict[str, Any]) -> list[list[str]]:
     """Headline rows of the preprocessing benchmark: memory ratio, then our peak against the target."""
     ours, seed = pre["ours"]["peak_rss_bytes"], pre["seed_extrapolated"]["peak_rss_bytes"]
     target = f"<= {_gb(pre['target_peak_rss_bytes'])}"
-    return [
+    rows = [
         ["peak RSS, seed's in-memory 224x224 array (extrapolated) / ours", f"{seed / ours:.1f}x", "", ""],
         ["peak RSS, ours, one epoch at 224x224", _gb(ours), target, _met(pre["ours_meets_target"])],
     ]
+    if cpu := pre.get("ours_cpu_preprocess"):
+        rows.append(
+            [
+                "classifier input supply, uint8 batches (today) / resize + preprocess in tf.data (before)",
+                f"{pre['ours']['images_per_s']:,.0f} / {cpu['images_per_s']:,.0f} images/s"
+                f" = {pre['supply_ratio']:.1f}x",
+                "",
+                "",
+            ]
+        )
+    return rows
 
 
 def summary_rows(r: dict[str, Any]) -> list[list[str]]:
@@ -76,15 +87,27 @@ def preprocess_section(pre: dict[str, Any], ram_gib: float) -> str:
     """Both sides' memory and speed, the seed's measured fractions and its extrapolation apart."""
     cfg, ours, ext = pre["config"], pre["ours"], pre["seed_extrapolated"]
     epoch = "one whole epoch" if ours["full_epoch"] else f"capped at {ours['batches']} batches"
+    cpu = pre.get("ours_cpu_preprocess")
+    label = "ours: streaming tf.data pipeline"
     rows = [
         [
-            "ours: streaming tf.data pipeline",
+            label + (", uint8 32x32 batches; resize + preprocess_input in the model (today)" if cpu else ""),
             f"{ours['images']:,} ({epoch})",
             _gb(ours["peak_rss_bytes"]),
             f"{ours['total_s']:.1f}",
             f"{ours['images_per_s']:.0f}",
         ],
     ]
+    if cpu:
+        rows.append(
+            [
+                label + ", resize to 224x224 float32 + preprocess_input in tf.data, on the CPU (before)",
+                f"{cpu['images']:,}",
+                _gb(cpu["peak_rss_bytes"]),
+                f"{cpu['total_s']:.1f}",
+                f"{cpu['images_per_s']:.0f}",
+            ]
+        )
     for s in pre["seed_measured"]:
         share = s["images"] / cfg["n_train"]
         rows.append(
@@ -116,6 +139,13 @@ def preprocess_section(pre: dict[str, Any], ram_gib: float) -> str:
         f"array alone would be {_gb(ext['array_bytes'])}, {fits} than this machine's {ram_gib} GiB of "
         f"RAM; it is measured on fractions and extrapolated ({ext['method']})."
     )
+    if cpu:
+        intro += (
+            " Ours ships uint8 32x32 batches, as notebooks 02-04 train today: the model resizes and applies "
+            "`preprocess_input` on the accelerator (`helpers.classify.preprocessing`); the row below it is "
+            "the layout before, with that work in tf.data on the CPU, which is what a GPU would wait on: "
+            f"{pre['supply_ratio']:.1f}x fewer images/s on these cores."
+        )
     stages = (
         f"Where ours goes: {_gb(base['after_import'])} after importing TensorFlow and Keras, "
         f"{_gb(base['after_arrays'])} with the uint8 arrays, {_gb(base['after_dataset'])} once the dataset "

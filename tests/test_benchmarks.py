@@ -82,6 +82,12 @@ def test_preprocess_memory_fields(quick_results):
     # Peak RSS is at least what the process held once the arrays existed, and a plausible size.
     assert ours["rss_bytes"]["after_arrays"] <= ours["peak_rss_bytes"] < 8e9
     assert ours["images"] == ours["batches"] * pre["config"]["batch_size"] and ours["images_per_s"] > 0
+    # Today's path ships uint8 32x32 batches; the layout before shipped float32 224x224 ones.
+    cpu = pre["ours_cpu_preprocess"]
+    assert (ours["preprocess"], ours["batch_dtype"], ours["batch_shape"]) == ("model", "uint8", [32, 32, 3])
+    assert (cpu["preprocess"], cpu["batch_dtype"], cpu["batch_shape"]) == ("cpu", "float32", [224, 224, 3])
+    assert cpu["images"] == ours["images"]
+    assert pre["supply_ratio"] == ours["images_per_s"] / cpu["images_per_s"]
     assert len(seeds) == 2 and seeds[0]["images"] < seeds[1]["images"]
     for s in seeds:
         assert s["array_bytes"] == s["images"] * 224 * 224 * 3 * 4

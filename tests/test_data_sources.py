@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -163,11 +164,18 @@ def test_downstream_reads_the_dataset_06_recorded(tmp_path: Path, world: Path):
     artifacts.write_json(paths.captions / "metrics.json", {"config": cfg.to_dict()})
     data = recorded_dataset(paths)
     assert data.source == f"folder:{mine}" and data.splits == flickr.splits
+    assert recorded_dataset(paths) is data  # read once: 07 asks for its examples and again for its studies
     pictures = study_pictures(paths, 3)
     want = [decode_image(flickr.image_path(n)) for n in flickr.splits["test"][:3]]
     assert len(pictures["flickr"]) == 3 and all(
         np.array_equal(a, b) for a, b in zip(pictures["flickr"], want, strict=True)
     )
+    # A new metrics.json (06 run again, here on the Flickr8k world) is read again, not served from the cache
+    flickr_cfg = CaptionConfig.for_preset("sample", str(run), data_source=str(world))
+    artifacts.write_json(paths.captions / "metrics.json", {"config": flickr_cfg.to_dict()})
+    os.utime(paths.captions / "metrics.json", ns=(1, 1))  # a different mtime even on a coarse clock
+    assert recorded_dataset(paths).source == "flickr8k"
+    artifacts.write_json(paths.captions / "metrics.json", {"config": cfg.to_dict()})
     ml = MultilingualConfig.for_preset("sample", str(run), str(tmp_path), ["zh"])
     with pytest.raises(ValueError, match=r"08 needs a run folder where 06 ran with dataset='flickr8k'"):
         ml.flickr_source()

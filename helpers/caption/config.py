@@ -280,8 +280,24 @@ def recorded_dataset(paths: RunPaths, check_images: bool = False):
     """The caption dataset notebook 06 trained on in this run folder, read again as its metrics.json
     records it (dataset, data_source, preset, seed, restval), or None when 06 has not run here.
 
-    What reads 06's outputs (07's studies, 08) takes the dataset from here, not from a folder name.
+    What reads 06's outputs (07's studies, 08) takes the dataset from here, not from a folder name. Read
+    once per metrics.json version in a process: 07 asks twice (its examples and its studies), and COCO's
+    Karpathy JSON takes seconds and a GiB to parse (rehearsal/results.md).
     """
+    metrics = paths.captions / "metrics.json"
+    if not metrics.is_file():
+        return None
+    key = (str(metrics.resolve()), metrics.stat().st_mtime_ns, check_images)
+    if key not in _RECORDED:
+        _RECORDED.clear()  # one dataset held at a time
+        _RECORDED[key] = _read_recorded(paths, check_images)
+    return _RECORDED[key]
+
+
+_RECORDED: dict[tuple, Any] = {}
+
+
+def _read_recorded(paths: RunPaths, check_images: bool):
     config = recorded_config(paths)
     if config is None:
         return None
