@@ -200,6 +200,9 @@ def _compile(model: keras.Model, lr: float, jit_compile: bool | None = None) -> 
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
         jit_compile="auto" if jit_compile is None else jit_compile,
     )
+    # Adam's moments created now, eagerly: left to the first train step they are created inside its
+    # graph trace, which takes ~4 s longer for ResNet50 (320 variables; 0.5 s here).
+    model.optimizer.build(model.trainable_variables)
 
 
 def _callbacks(
