@@ -89,6 +89,7 @@ def summary_rows(r: dict[str, Any]) -> list[list[str]]:
         else:
             rows.append([what, f"{pipe['sum_s']:.0f} s", "", ""])
     rows += int8_rows(r["int8_decoding"]) if "int8_decoding" in r else []
+    rows += caption_step_rows(r["caption_step"]) if "caption_step" in r else []
     return rows
 
 
@@ -433,10 +434,120 @@ def int8_section(q8: dict[str, Any]) -> str:
     )
 
 
+#: The captioner step's variants, in the order benchmarks.caption_step measures them.
+STEP_VARIANTS = {
+    "before": "before: plain batches, LM head at every position",
+    "gathered head": "LM head at labelled positions only",
+    "bucketed batches": "length-bucketed batches only",
+    "after": "after: bucketed batches + gathered head",
+}
+
+
+def caption_step_rows(step: dict[str, Any]) -> list[list[str]]:
+    """Headline rows of the captioner-step benchmark: FLOPs and seconds before, with today's default (the
+    gathered head) and with length bucketing on top (`bucket_by_length=True`)."""
+    rows = []
+    for key in ("full", "smoke"):
+        shapes = step[key]
+        v = shapes["variants"]
+        before, today, both = v["before"], v["gathered head"], v["after"]
+        where = f"{shapes['label']}, batch {shapes['batch']}"
+        what = "before / gathered head (default) / + bucketed batches"
+        rows.append(
+            [
+                f"captioner training step, GFLOP, {what}, {where}",
+                f"{before['gflop_per_step']:,.0f} / {today['gflop_per_step']:,.0f} / "
+                f"{both['gflop_per_step']:,.0f}"
+                f" ({today['flop_ratio']:.2f}x / {both['flop_ratio']:.2f}x fewer)",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                f"captioner training epoch, seconds (projected from timed steps), {what}, {where}",
+                f"{before['epoch_s_projected']:,.0f} / {today['epoch_s_projected']:,.0f} / "
+                f"{both['epoch_s_projected']:,.0f} ({today['speedup']:.2f}x / {both['speedup']:.2f}x faster)",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def caption_step_table(shapes: dict[str, Any]) -> str:
+    """The four variants at one set of shapes."""
+    header = [
+        "variant",
+        "steps/epoch",
+        "padded caption tokens/batch",
+        "LM-head positions/pair",
+        "GFLOP/step (epoch mean)",
+        "s/step (timed)",
+        "GFLOP/s",
+        "epoch s (projected)",
+        "FLOPs before / this",
+        "speed-up",
+    ]
+    rows = [
+        [
+            STEP_VARIANTS[name],
+            f"{v['steps_per_epoch']:,}",
+            f"{v['mean_padded_tokens']:.1f}",
+            f"{v['head_positions_per_pair']:.1f}",
+            f"{v['gflop_per_step']:,.1f}",
+            f"{v['step_s']:.3f}",
+            f"{v['gflops_per_s']:.1f}",
+            f"{v['epoch_s_projected']:,.0f}",
+            f"{v['flop_ratio']:.2f}x",
+            f"{v['speedup']:.2f}x",
+        ]
+        for name, v in shapes["variants"].items()
+    ]
+    g = shapes["gpt2"]
+    intro = (
+        f"### {shapes['label'].capitalize()}: GPT-2 {g['n_layer']} x {g['n_embd']}, "
+        f"prefix {shapes['prefix']}, batch {shapes['batch']}, max {shapes['max_tokens']} tokens; "
+        f"{shapes['pairs']:,} pairs of "
+        f"{shapes['captions']}, {shapes['mean_caption_tokens']:.1f} caption tokens on average"
+    )
+    return "\n\n".join([intro, table(header, rows)])
+
+
+def caption_step_section(step: dict[str, Any]) -> str:
+    """Both shapes' tables, how they were measured, and the same-loss check."""
+    full, smoke = step["full"], step["smoke"]
+    worst = max(full["loss_difference_same_batch"], smoke["loss_difference_same_batch"])
+    parts = [
+        "## 6. The captioner's training step: length bucketing and the gathered LM head",
+        "One training step as `helpers.caption.train` runs it (forward, backward, gradient clipping, "
+        f"fused AdamW; float32 on the CPU, {full['threads']} thread(s)), four ways, random weights of the "
+        "real shapes. FLOPs are counted from every batch of one epoch's order (3 x 2 x multiply-adds of "
+        "GPT-2's body over prefix + padded tokens, plus width x 50,257 per position the LM head is "
+        "applied at; `rehearsal.estimate.transformer_macs`), so they are the epoch's mean. Seconds are the "
+        f"mean of {full['rounds']} steps (smoke shapes: {smoke['rounds']}) on batches at evenly spaced "
+        "quantiles of the epoch's batch widths, after a warm-up step, the variants alternating round by "
+        "round in one process; the projected epoch is those seconds scaled by the epoch's mean FLOPs over "
+        "the timed batches' (the rate of the timed batches stands for the epoch's).",
+        caption_step_table(full),
+        caption_step_table(smoke),
+        "Same objective: on one batch (dropout off) the gathered loss and the loss over every position "
+        f"differ by {worst:.1e} at most (the test suite holds them within 1e-5). The head is gathered in "
+        "every training (captioner, image-blind twin, encoder study); bucketing is notebook 06's "
+        "`bucket_by_length` knob, off by default: on the smoke captioner it broke the learning bars "
+        "(docs/benchmarks.md).",
+    ]
+    return "\n\n".join(parts)
+
+
 def contention_note(r: dict[str, Any]) -> str:
     """How much CPU other processes took while each benchmark ran (average cores busy with other work)."""
     cores = r["machine"]["cores"]
-    names = [n for n in ("preprocess_memory", "caption_speed", "pipeline_time", "int8_decoding") if n in r]
+    names = [
+        n
+        for n in ("preprocess_memory", "caption_speed", "pipeline_time", "int8_decoding", "caption_step")
+        if n in r
+    ]
     others = {n: r[n]["other_processes_cores"] for n in names if "other_processes_cores" in r[n]}
     if not others:
         return "CPU taken by other processes: not measurable on this OS (no /proc/stat)."
@@ -486,6 +597,7 @@ def render(r: dict[str, Any]) -> str:
         "pipeline_time": pipeline_section,
         "serving_load": serving_section,
         "int8_decoding": int8_section,
+        "caption_step": caption_step_section,
     }
     body = [render_one(r[name]) for name, render_one in sections.items() if name in r]
     return "\n\n".join(head + body) + "\n"

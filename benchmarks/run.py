@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline_time": "benchmarks.pipeline_time",
     "serving_load": "benchmarks.serving_load",
     "int8_decoding": "benchmarks.int8_decoding",
+    "caption_step": "benchmarks.caption_step",
 }
 TIMEOUT_S = 1800  # per benchmark; the whole run takes about 15 minutes on 2 cores
 

@@ -45,6 +45,12 @@ def _header(r: dict[str, Any]) -> list[str]:
             f"Building the stand-ins took {r['standins_seconds']:.0f} s, not counted below."
             if r["standins_seconds"] >= 1
             else "The stand-ins were reused from an earlier build."
+        )
+        + (
+            f" The T4 and COCO estimates were counted again on {r['estimates_recomputed']} for the full "
+            "preset of that day (`python -m rehearsal.run --estimates-only`), from the measurements below."
+            if r.get("estimates_recomputed")
+            else ""
         ),
         "",
         _LOAD,

@@ -18,8 +18,13 @@ REAL_TOKENS = (
 )
 
 
-def caption_shape(token_file: Path, batch: int, max_tokens: int, seed: int = 0) -> dict[str, float]:
-    """Mean caption tokens (end included) and mean padded width of a shuffled batch, from a caption file."""
+def caption_shape(
+    token_file: Path, batch: int, max_tokens: int, bucket: bool = False, seed: int = 0
+) -> dict[str, float]:
+    """Mean caption tokens (end included) and the mean padded width of a training batch, from a caption
+    file: of one epoch's length-bucketed batches when `bucket` (`TrainConfig.bucket_by_length`), else of
+    shuffled batches."""
+    from helpers.caption.batching import epoch_batches
     from helpers.caption.tokenizer import caption_text, gpt2_tokenizer
 
     tok = gpt2_tokenizer()
@@ -27,8 +32,11 @@ def caption_shape(token_file: Path, batch: int, max_tokens: int, seed: int = 0) 
         ln.split("\t", 1)[1] for ln in token_file.read_text(encoding="utf-8").splitlines() if "\t" in ln
     ]
     lengths = np.array([min(len(tok(caption_text(c))["input_ids"]), max_tokens - 1) + 1 for c in captions])
-    rng = np.random.default_rng(seed)
-    widths = [lengths[rng.choice(len(lengths), batch, replace=False)].max() for _ in range(200)]
+    if bucket:
+        widths = [lengths[b].max() for b in epoch_batches(lengths, batch, seed, 1, bucket=True)]
+    else:
+        rng = np.random.default_rng(seed)
+        widths = [lengths[rng.choice(len(lengths), batch, replace=False)].max() for _ in range(200)]
     return {"captions": len(lengths), "mean_tokens": float(lengths.mean()), "padded": float(np.mean(widths))}
 
 
@@ -47,12 +55,14 @@ def classifier_steps(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def captioner_steps(run_dir: Path, prefix: int, batch: int, max_tokens: int) -> list[dict[str, Any]]:
+def captioner_steps(
+    run_dir: Path, prefix: int, batch: int, max_tokens: int, bucket: bool = False
+) -> list[dict[str, Any]]:
     """Seconds per steady step of every captioner trained in 06 (GPT-2 trained, or frozen in the study)."""
     token_file = run_dir / "sources" / "flickr8k" / "Flickr8k.token.txt"
     if not token_file.is_file():
         return []
-    shape = caption_shape(token_file, batch, max_tokens)
+    shape = caption_shape(token_file, batch, max_tokens, bucket)
     full = estimate.captioner_step_flops(batch, prefix, shape["mean_tokens"], shape["padded"])
     rows = []
     for history in sorted((run_dir / "captions").rglob("history.csv")):
@@ -109,7 +119,8 @@ def collect(run_dir: Path, keras_home: Path) -> dict[str, Any]:
         str(p.relative_to(keras_home)): p.stat().st_size for p in keras_home.rglob("*") if p.is_file()
     }
     return {
-        "steps": classifier_steps(run_dir) + captioner_steps(run_dir, prefix, batch, max_tokens),
+        "steps": classifier_steps(run_dir)
+        + captioner_steps(run_dir, prefix, batch, max_tokens, cap.train.bucket_by_length),
         "run_folder_bytes": measure.folder_size(run_dir),
         "full_size": full_size_projection(run_dir),
         "folders": sizes,
@@ -130,7 +141,11 @@ def t4_estimate(cap) -> dict[str, Any]:
                                          d["finetune_epochs"])  # fmt: skip
         rows.append(vars(e))
     real = REAL_TOKENS.is_file()
-    shape = caption_shape(REAL_TOKENS, cap.train.batch_size, cap.train.max_tokens) if real else None
+    shape = (
+        caption_shape(REAL_TOKENS, cap.train.batch_size, cap.train.max_tokens, cap.train.bucket_by_length)
+        if real
+        else None
+    )
     rows.append(vars(estimate.captioner_estimate(cap, shape)))
     return {
         "rows": rows,

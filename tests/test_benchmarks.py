@@ -321,3 +321,50 @@ def test_pipeline_time_covers_every_notebook_of_the_series():
     numbered = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")}
     assert numbered and numbered <= set(pipeline_time.SERIES)
     assert pipeline_time.timable(sorted(numbered)) == sorted(numbered)
+
+
+def test_caption_step_counts_the_same_epoch_four_ways(quick_results):
+    """Bucketing and the gathered head each cut the FLOPs of a step; every variant covers every pair once an
+    epoch, the same loss comes out both ways, and the ratios are computed from what was measured."""
+    import math
+
+    for key in ("full", "smoke"):
+        shapes = quick_results[0]["caption_step"][key]
+        v = shapes["variants"]
+        assert list(v) == ["before", "gathered head", "bucketed batches", "after"]
+        assert shapes["loss_difference_same_batch"] < 1e-5
+        steps = math.ceil(shapes["pairs"] / shapes["batch"])
+        assert all(row["steps_per_epoch"] == steps for row in v.values())
+        # Bucketing pads less, the gather applies the head only where a caption token is predicted.
+        assert v["bucketed batches"]["mean_padded_tokens"] < v["before"]["mean_padded_tokens"]
+        assert v["after"]["mean_padded_tokens"] == v["bucketed batches"]["mean_padded_tokens"]
+        assert v["gathered head"]["head_positions_per_pair"] == pytest.approx(
+            shapes["mean_caption_tokens"], rel=0.02
+        )  # a mean of batch means
+        prefix_and_pad = shapes["prefix"] + v["before"]["mean_padded_tokens"]
+        assert v["before"]["head_positions_per_pair"] == pytest.approx(prefix_and_pad)
+        flops = {name: row["gflop_per_step"] for name, row in v.items()}
+        assert flops["after"] < min(flops["gathered head"], flops["bucketed batches"])
+        assert max(flops["gathered head"], flops["bucketed batches"]) < flops["before"]
+        for row in v.values():
+            assert len(row["all_s"]) == shapes["rounds"] and all(t > 0 for t in row["all_s"])
+            assert row["step_s"] == pytest.approx(sum(row["all_s"]) / len(row["all_s"]))
+            assert row["flop_ratio"] == pytest.approx(flops["before"] / row["gflop_per_step"])
+            assert row["speedup"] == pytest.approx(
+                v["before"]["epoch_s_projected"] / row["epoch_s_projected"]
+            )
+
+
+def test_caption_step_section_is_rendered_from_its_numbers(quick_results):
+    from benchmarks import report
+
+    results, md = quick_results
+    step = json.loads(json.dumps(results["caption_step"]))
+    assert "## 6. The captioner's training step" in md
+    after = step["full"]["variants"]["after"]
+    assert f"{after['gflop_per_step']:,.1f} | {after['step_s']:.3f} |" in md
+    after["flop_ratio"], after["speedup"] = 1.23, 4.56
+    text = report.caption_step_section(step)
+    assert "| after: bucketed batches + gathered head |" in text and "| 1.23x | 4.56x |" in text
+    rows = report.caption_step_rows(step)
+    assert rows[0][1].endswith("x / 1.23x fewer)") and rows[1][1].endswith("x / 4.56x faster)")

@@ -72,3 +72,37 @@ def test_loss_from_gathered_positions_equals_loss_over_all_positions(mapper):
         )
         full = (per_position * mask).sum() / mask.sum()
     assert abs(float(gathered) - float(full)) < 1e-5
+
+
+def test_bucketing_is_a_knob_of_06_and_the_job_off_by_default(tmp_path):
+    """Off in every preset (the smoke bars fail with it); 06's knob reaches training and the job."""
+    from helpers.aws.training import job_hyperparameters
+    from helpers.caption import job
+    from helpers.caption.config import CaptionConfig
+
+    for preset in ("smoke", "full"):
+        assert not CaptionConfig.for_preset(preset, tmp_path).train.bucket_by_length
+    assert CaptionConfig.for_preset("smoke", tmp_path, bucket_by_length=True).train.bucket_by_length
+    hps = job_hyperparameters("smoke", {"bucket_by_length": True, "epochs": None}, blind=False)
+    assert hps == {"preset": "smoke", "bucket_by_length": True, "blind": False}
+    assert job.parse_args(["--preset", "smoke", "--bucket_by_length", "true"]).bucket_by_length is True
+
+
+def test_t4_estimate_counts_the_padding_of_the_batches_trained(tmp_path):
+    """The rehearsal's FLOP count follows the knob: bucketed batches pad less, so a step costs less."""
+    from helpers.caption.config import CaptionConfig
+    from rehearsal import estimate
+    from rehearsal.report import caption_shape
+
+    tokens = tmp_path / "captions.txt"
+    rng = np.random.default_rng(0)
+    words = ["a dog runs", "a black dog is running after a white dog in the snow", "two children play"]
+    lines = [f"{i:04d}.jpg#0\t{words[rng.integers(3)]} {'far ' * int(rng.integers(8))}" for i in range(800)]
+    tokens.write_text("\n".join(lines), encoding="utf-8")
+    plain, bucketed = (caption_shape(tokens, 40, 40, bucket) for bucket in (False, True))
+    assert plain["mean_tokens"] == bucketed["mean_tokens"] and bucketed["padded"] < plain["padded"]
+    cfgs = [CaptionConfig.for_preset("full", tmp_path, bucket_by_length=b) for b in (False, True)]
+    a, b = (
+        estimate.captioner_estimate(cfg, shape) for cfg, shape in zip(cfgs, (plain, bucketed), strict=True)
+    )
+    assert b.tflop < a.tflop and "length-bucketed" in b.note and "length-bucketed" not in a.note

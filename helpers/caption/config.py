@@ -65,6 +65,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "warmup": {"smoke": 0.1, "sample": 0.1, "full": 0.05},
     "decoding": {"smoke": "beam3", "sample": "beam3", "full": "beam3"},
     "max_tokens": {"smoke": 24, "sample": 40, "full": 40},  # GPT-2 tokens per caption, end included
+    # Training batches of similar caption length (helpers.caption.batching): every pair still once an
+    # epoch, padded only to its batch's longest caption. Off by default: at full shapes it cuts a step's
+    # FLOPs 1.45x (24.2 -> 13.7 padded caption tokens; benchmarks/results.md, section 6), but on the smoke
+    # captioner it broke the learning bars on all three seeds (BLEU-4 0.52 / 0.47 / 0.33, 0.04 / 0.15 /
+    # -0.03 above the blind twin; benchmarks.smoke_margins, 2026-12-07), where a caption's length picks its
+    # wording; its effect on real captions is unmeasured here, and ClipCap's recipe draws plain batches.
+    "bucket_by_length": {"smoke": False, "sample": False, "full": False},
     "max_new_tokens": {"smoke": 24, "sample": 30, "full": 30},
     # Training images used (None: all of the split); the sample preset is a quick format check.
     "max_train_images": {"smoke": None, "sample": 200, "full": None},
@@ -125,6 +132,7 @@ class CaptionConfig:
         compare_encoders: list[str] | tuple[str, ...] | None = None,
         study_epochs: int | None = None,
         check_first_epoch: bool | None = None,
+        bucket_by_length: bool | None = None,
         dataset: str = "flickr8k",
         restval: str = "train",
     ) -> CaptionConfig:
@@ -147,6 +155,7 @@ class CaptionConfig:
             compare_encoders=None if compare_encoders is None else tuple(compare_encoders),
             check_first_epoch=check_first_epoch,
             study_epochs=study_epochs,
+            bucket_by_length=bucket_by_length,
         )
         enc = EncoderConfig.from_spec(
             knobs["encoder"], paths.models, knobs["pretrained"], knobs["input_size"], seed
@@ -167,6 +176,7 @@ class CaptionConfig:
             max_tokens=knobs["max_tokens"],
             seed=seed,
             max_steps=max_steps,
+            bucket_by_length=knobs["bucket_by_length"],
         )
         dec = DecodeConfig.parse(knobs["decoding"], max_new_tokens=knobs["max_new_tokens"])
         return cls(

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 KNOBS = ("encoder", "mapper", "prefix_length", "freeze_gpt2", "epochs", "batch_size", "lr", "mapper_lr")
-KNOBS += ("warmup", "decoding", "seed", "max_steps", "dataset", "restval")
+KNOBS += ("warmup", "decoding", "seed", "max_steps", "bucket_by_length", "dataset", "restval")
 #: The dataset as notebook 06 read it (written by `export_dataset`), in the data channel.
 JOB_DATA = "dataset_job.json"
 
@@ -60,7 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="smoke")
     for knob in KNOBS:
         parser.add_argument(f"--{knob}", type=_value, default=None)
-    parser.add_argument("--bucket_by_length", type=_value, default=None)
     parser.add_argument("--blind", type=_value, default=False)
     parser.add_argument(
         "--checkpoint_dir", default=os.environ.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints")
@@ -136,10 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = Path(args.checkpoint_dir)
     knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}  # None: the preset's
     cfg = CaptionConfig.for_preset(args.preset, str(output_dir / "run"), str(_channel("data")), **knobs)
-    if args.bucket_by_length is not None:
-        cfg = dataclasses.replace(
-            cfg, train=dataclasses.replace(cfg.train, bucket_by_length=args.bucket_by_length)
-        )
     flickr = load_job_data(cfg, _channel("data"))
     cache = load_feature_cache(_channel("features"), cfg.encoder)
     blind = bool(args.blind)

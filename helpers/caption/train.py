@@ -51,9 +51,8 @@ class TrainConfig:
     max_tokens: int = 40  # caption tokens kept, end-of-text included
     seed: int = 0  # initial shuffle order and dropout
     max_steps: int | None = None  # training steps per epoch; None: every pair (a cap for quick rehearsals)
-    # Batches of similar caption length (less padding, see helpers.caption.batching); off by default: on
-    # the 32-pair toy of tests/test_caption_train.py, length-sorted batches each held few pictures and
-    # beam search lost a learned caption, so the smoke bars need a three-seed check before it is on.
+    # Batches of similar caption length (less padding, see helpers.caption.batching); notebook 06's
+    # `bucket_by_length` knob, off in every preset (why: helpers.caption.config.DEFAULTS).
     bucket_by_length: bool = False
 
     def __post_init__(self) -> None:
