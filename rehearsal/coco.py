@@ -12,6 +12,10 @@
 4. Features: `helpers.caption.features.cached_features` on the extracted images with CLIP ViT-B/32 shapes
    and random weights: images/s here, bytes per cached image, and the parts (decode, CLIP preprocessing,
    the encoder) timed apart for the projection to the notebook instance.
+5. Scoring (`python -m rehearsal.coco --score-only` reruns it alone): `helpers.metrics.CaptionScorer`, as 06
+   scores each decoding, on Karpathy's 5,000 COCO test images with all their references (the stand-in's
+   generated captions; each image's hypothesis is another test image's first caption, fluent and wrong),
+   in a fresh process: seconds and the peak RSS of its whole tree (the tokenizer's and METEOR's JVMs).
 """
 
 from __future__ import annotations
@@ -169,6 +173,31 @@ def features_child(root: Path, cache_dir: Path) -> dict[str, Any]:
     }
 
 
+def score_child() -> dict[str, Any]:
+    """06's corpus scoring at COCO's test size: 5,000 images, all their references; seconds and RSS."""
+    from helpers.metrics import CaptionScorer
+    from rehearsal.coco_standin import coco_entries
+
+    test = [e for e in coco_entries(COCO) if e["split"] == "test"]
+    refs = {e["filename"]: [s["raw"] for s in e["sentences"]] for e in test}
+    names = list(refs)
+    hyps = {n: refs[names[(i + 1) % len(names)]][0] for i, n in enumerate(names)}  # fluent, wrong
+    start_rss = _rss()
+    t0 = time.perf_counter()
+    with CaptionScorer() as scorer:
+        scores = scorer.score(refs, hyps)
+        described = scorer.describe()
+    return {
+        "images": len(refs),
+        "references": sum(map(len, refs.values())),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "scores": scores,
+        "scorer": described,
+        "rss_start": start_rss,
+        "peak_rss": _maxrss(),  # this process alone; the sampled peak adds the JVMs
+    }
+
+
 def _child(kind: str, args: list[str], work: Path) -> dict[str, Any]:
     """Run one measurement in a fresh process (sampled by rehearsal.measure); its JSON result."""
     out = work / f"{kind}.json"
@@ -243,6 +272,7 @@ def measure_coco(work: Path, scale: CocoScale = COCO, notebook: bool = True) -> 
     view = all_present(root, work / "all-present")
     parse = _child("parse", [str(view)], work)
     feats = _child("features", [str(root), str(work / "features" / "clip")], work)
+    scoring = _child("score", [], work)
     kept = {k: v for k, v in standin.items() if k not in ("present", "wanted", "grayscale", "truncated")}
     nb06 = notebook_06(work, work / "standin") if notebook else None
     return {
@@ -253,6 +283,7 @@ def measure_coco(work: Path, scale: CocoScale = COCO, notebook: bool = True) -> 
         "parse": parse,
         "features": feats,
         "estimates": estimate.coco_projections(parse, feats),
+        "scoring": scoring,
         "notebook_06": nb06,
     }
 
@@ -261,22 +292,32 @@ def main(argv: list[str] | None = None) -> int:
     from rehearsal import markdown
 
     parser = argparse.ArgumentParser(prog="python -m rehearsal.coco", description=__doc__.splitlines()[0])
-    parser.add_argument("step", nargs="?", choices=("parse", "features"), help="(internal) one measured step")
+    parser.add_argument(
+        "step", nargs="?", choices=("parse", "features", "score"), help="(internal) one measured step"
+    )
     parser.add_argument("paths", nargs="*", help="(internal) the step's folders")
     parser.add_argument("--result", help="(internal) where the step writes its JSON")
     parser.add_argument("--work", default=str(ROOT / "runs" / "rehearsal" / "coco"), help="stand-in, copies")
     parser.add_argument("--out", default=str(HERE), help="where results.md and results.json are updated")
     parser.add_argument("--no-notebook", action="store_true", help="skip notebook 06 on the stand-in")
     parser.add_argument("--report-only", action="store_true", help="re-render results.md; run nothing")
+    parser.add_argument(
+        "--score-only", action="store_true", help="measure the test-split scoring alone into the results"
+    )
     args = parser.parse_args(argv)
     if args.step:
         paths = [Path(p) for p in args.paths]
-        result = parse_child(*paths) if args.step == "parse" else features_child(*paths)
+        children = {"parse": parse_child, "features": features_child, "score": score_child}
+        result = children[args.step](*paths)
         Path(args.result).write_text(json.dumps(result, indent=2))
         return 0
     out = Path(args.out)
     results = json.loads((out / "results.json").read_text())
-    if not args.report_only:
+    if args.score_only:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        results["coco"] = {**results["coco"], "scoring": _child("score", [], work)}
+    elif not args.report_only:
         results["coco"] = measure_coco(Path(args.work), notebook=not args.no_notebook)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown.render(results))

@@ -74,7 +74,31 @@ def coco_section(c: dict[str, Any], nb06: dict[str, Any] | None = None) -> list[
         f"(float16 x {f['feature_dim']}), so {e['feature_cache_bytes'] / 1e6:,.0f} MB for 123,287 images "
         f"(ResNet50's 2048 wide: {e['feature_cache_bytes_resnet50'] / 1e6:,.0f} MB), memory-mapped.",
     ]
-    return lines + _notebook(c.get("notebook_06")) + _coco_estimates(c)
+    return lines + _scoring(c.get("scoring")) + _notebook(c.get("notebook_06")) + _coco_estimates(c)
+
+
+def _scoring(sc: dict[str, Any] | None) -> list[str]:
+    """The test split's corpus scoring at COCO's size (step 5 of rehearsal.coco), when it was measured."""
+    if not sc:
+        return []
+    texts = sc["images"] + sc["references"]
+    scores = ", ".join(
+        f"{k} {v:.3f}"
+        for k, v in sc["scores"].items()
+        if v is not None and k in ("Bleu_4", "METEOR", "CIDEr")
+    )
+    return [
+        "",
+        f"**Scoring the test split** (`helpers.metrics.CaptionScorer`, as 06 scores each decoding; "
+        f"{sc['scorer']['tokenizer']}, METEOR {sc['scorer']['meteor']}): {sc['images']:,} images against "
+        f"{sc['references']:,} references, each hypothesis another test image's first caption (fluent and "
+        f"wrong: {scores}), in {sc['seconds']:.0f} s; peak RSS {_gib(sc['sampled_peak_rss'])} GiB for the "
+        f"whole process tree, JVMs included (sampled every 0.2 s; the Python process alone "
+        f"{_gib(sc['peak_rss'])} GiB), load average {sc['load_average'][0]} / {sc['load_average'][1]}. 06 "
+        "scores 3 decodings of the captioner and of its blind twin this way, one after another. CLIPScore "
+        "is not in this measurement: it embeds the captions in batches of 256 (its embeddings of "
+        f"{texts:,} texts are {texts * 512 * 4 / 1e6:.0f} MB in float32, an estimate).",
+    ]
 
 
 def _notebook(n: dict[str, Any] | None) -> list[str]:

@@ -157,3 +157,17 @@ def test_unpack_resumes_and_refuses_paths_outside(tmp_path):
     with pytest.raises(DownloadError, match="outside"):
         unpack(archive, dest, lambda m: "../evil.jpg" if m == "evil.jpg" else None)
     assert not (tmp_path / "evil.jpg").exists()
+
+
+def test_scoring_at_coco_size_is_reported_from_its_measurement():
+    """rehearsal.coco's scoring step (5,000 test images) renders its own numbers, and nothing when absent."""
+    from rehearsal.coco_markdown import _scoring
+
+    measured = {"images": 5000, "references": 25014, "seconds": 15.2, "peak_rss": 0.8 * 2**30,
+                "sampled_peak_rss": 1.75 * 2**30, "load_average": [0.5, 0.8],
+                "scores": {"Bleu_4": 0.1843, "METEOR": 0.186, "ROUGE_L": 0.4, "CIDEr": 0.327},
+                "scorer": {"tokenizer": "PTBTokenizer", "meteor": "computed"}}  # fmt: skip
+    text = "\n".join(_scoring(measured))
+    assert "5,000 images against 25,014 references" in text and "in 15 s; peak RSS 1.75 GiB" in text
+    assert "Bleu_4 0.184, METEOR 0.186, CIDEr 0.327" in text and "30,014 texts are 61 MB" in text
+    assert _scoring(None) == []
