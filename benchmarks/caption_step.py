@@ -44,48 +44,47 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 ROUNDS = {"full": 3, "smoke": 12, "quick": 1}
 GPT2_SMALL = {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024}
 TINY_GPT2 = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 64}
-QUICK_CAPTIONS = 400
+QUICK_IMAGES = 80  # five captions each
 
 
-def real_or_standin_captions(quick: bool) -> tuple[list[str], str]:
-    """The captions of Flickr8k's official training images (the real sample, when that folder exists), else
-    the rehearsal's stand-in captions, as many as Flickr8k's training split has (30,000)."""
+#: (captions per image name, the training images in order, where they came from)
+Captions = tuple[dict[str, list[str]], list[str], str]
+
+
+def real_or_standin_captions(quick: bool) -> Captions:
+    """Flickr8k's official training images and their normalized captions, as notebook 06 reads them
+    (`helpers.data.flickr`), from the real sample when that folder exists; else the rehearsal's stand-in
+    captions, five for each of as many images as Flickr8k's training split has (6,000)."""
+    from helpers.data.flickr import load_flickr8k, official_lists
     from rehearsal.report import REAL_TOKENS
     from rehearsal.standins import _caption
 
-    limit = QUICK_CAPTIONS if quick else None
-    train_list = REAL_TOKENS.parent / "Flickr_8k.trainImages.txt"
-    if REAL_TOKENS.is_file() and train_list.is_file():
-        train = set(train_list.read_text(encoding="utf-8").split())
-        lines = REAL_TOKENS.read_text(encoding="utf-8").splitlines()
-        rows = [ln.split("\t", 1) for ln in lines if "\t" in ln]
-        captions = [text for key, text in rows if key.split("#")[0] in train][:limit]
-        return captions, f"real Flickr8k captions of the official training images ({REAL_TOKENS.name})"
+    limit = QUICK_IMAGES if quick else None
+    root = REAL_TOKENS.parent
+    lists = official_lists(root) if REAL_TOKENS.is_file() else None
+    if lists is not None:
+        # Every listed image's captions: the sample holds only some of the JPEGs, the captions of all.
+        captions = load_flickr8k(root, check_images=False).normalized
+        names = [n for n in lists["train"] if n in captions][:limit]
+        return captions, names, f"real Flickr8k captions of the official training images ({REAL_TOKENS.name})"
     rng = np.random.default_rng(0)
-    captions = [_caption(rng) for _ in range(limit or 30_000)]
-    return captions, "the rehearsal's stand-in captions (the real Flickr8k sample was not found)"
+    names = [f"standin-{i}.jpg" for i in range(limit or 6_000)]
+    captions = {n: [_caption(rng) for _ in range(5)] for n in names}
+    return captions, names, "the rehearsal's stand-in captions (the real Flickr8k sample was not found)"
 
 
-def smoke_captions(limit: int | None = None) -> tuple[list[str], str]:
-    """The smoke preset's synthetic captions: five per picture of the synthetic world."""
+def smoke_captions(limit: int | None = None) -> Captions:
+    """The smoke preset's synthetic Flickr8k, written and read as notebook 06 does: its training split."""
+    import tempfile
+
     from helpers.caption.config import SMOKE_FLICKR
-    from helpers.data.synthetic import FLICKR_COLOURS, _scene, captions_for
+    from helpers.data.flickr import load_flickr8k
+    from helpers.data.synthetic import write_synthetic_flickr
 
-    rng = np.random.default_rng(SMOKE_FLICKR["seed"])
-    shapes = SMOKE_FLICKR["shapes"]
-    scenes = [_scene(rng, FLICKR_COLOURS, shapes) for _ in range(SMOKE_FLICKR["num_images"])]
-    captions = [c for s in scenes for c in captions_for(s)][:limit]
-    return captions, "the smoke preset's synthetic captions (training and test scenes alike)"
-
-
-def token_lists(captions: list[str], max_tokens: int) -> list[list[int]]:
-    """Caption token ids as `helpers.caption.train.make_pairs` makes them (cut, end-of-text last)."""
-    from helpers.caption.tokenizer import caption_text, end_token_id, gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    end = end_token_id(tok)
-    ids = [tok(caption_text(c), add_special_tokens=False)["input_ids"] for c in captions]
-    return [[*t[: max_tokens - 1], end] for t in ids]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_flickr8k(write_synthetic_flickr(tmp, **SMOKE_FLICKR))
+    names = data.splits["train"][:limit]
+    return data.normalized, names, "the smoke preset's synthetic captions (its training split)"
 
 
 def step_flops(
@@ -116,7 +115,7 @@ def loss_at_every_position(model, feats, tokens, mask):
     return torch.nn.functional.cross_entropy(logits[mask.bool()], tokens[mask.bool()])
 
 
-def quantile_batches(batches: list[np.ndarray], widths: np.ndarray, k: int) -> list[int]:
+def quantile_batches(widths: np.ndarray, k: int) -> list[int]:
     """Indices of `k` batches at evenly spaced quantiles of the batch widths (1/2k, 3/2k, ...)."""
     order = np.argsort(widths, kind="stable")
     return [int(order[int((2 * i + 1) * len(order) / (2 * k))]) for i in range(k)]
@@ -128,7 +127,7 @@ def measure(
     prefix: int,
     batch: int,
     max_tokens: int,
-    captions: tuple[list[str], str],
+    captions: Captions,
     rounds: int,
 ) -> dict[str, Any]:
     """The four variants at one set of shapes: epoch-mean positions and FLOPs, timed seconds per step."""
@@ -136,16 +135,15 @@ def measure(
 
     from helpers.caption.batching import epoch_batches
     from helpers.caption.model import EOS_ID, PrefixConfig, build_captioner
-    from helpers.caption.tokenizer import GPT2_VOCAB_SIZE
-    from helpers.caption.train import CaptionPairs, TrainConfig, _optimizer, batches
+    from helpers.caption.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+    from helpers.caption.train import TrainConfig, _optimizer, batches, make_pairs
 
-    texts, source = captions
-    tokens = token_lists(texts, max_tokens)
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    texts, names, source = captions
     feature_dim = 512  # CLIP ViT-B/32's image embedding, 06's default encoder
-    rng = np.random.default_rng(0)
-    pairs = CaptionPairs(rng.standard_normal((len(tokens), feature_dim)).astype(np.float16),
-                         np.arange(len(tokens)), tokens, EOS_ID)  # fmt: skip
+    feats = np.random.default_rng(0).standard_normal((len(names), feature_dim)).astype(np.float16)
+    rows = {n: i for i, n in enumerate(names)}
+    pairs = make_pairs(feats, rows, texts, names, gpt2_tokenizer(), max_tokens)  # as 06 tokenizes
+    lengths = pairs.lengths()
     gpt2 = {"vocab_size": GPT2_VOCAB_SIZE, "bos_token_id": EOS_ID, "eos_token_id": EOS_ID, **shape}
     model = build_captioner(PrefixConfig(feature_dim, prefix, "mlp", gpt2=gpt2))
     cfg = TrainConfig(batch_size=batch, max_tokens=max_tokens, amp="off")
@@ -165,12 +163,11 @@ def measure(
         epoch = epoch_batches(lengths, batch, seed=0, epoch=1, bucket=bucket)
         widths = np.array([lengths[b].max() for b in epoch])
         flops = step_flops(shape, prefix, widths, [lengths[b] for b in epoch], gathered)
-        chosen = quantile_batches(epoch, widths, rounds + 1)  # the first is the warm-up step
+        chosen = quantile_batches(widths, rounds + 1)  # the first is the warm-up step
         tensors = list(batches(pairs, [epoch[i] for i in chosen], torch.device("cpu")))
         plans[name] = {"gathered": gathered, "tensors": tensors, "secs": [],
                        "row": {"bucketed": bucket, "gathered_head": gathered, "steps_per_epoch": len(epoch),
                                "mean_padded_tokens": float(widths.mean()),
-                               "mean_positions": float(prefix + widths.mean()),
                                "head_positions_per_pair": float(np.mean([
                                    lengths[b].mean() if gathered else prefix + lengths[b].max()
                                    for b in epoch])),
@@ -211,7 +208,7 @@ def measure(
         "batch": batch,
         "max_tokens": max_tokens,
         "captions": source,
-        "pairs": len(tokens),
+        "pairs": len(pairs),
         "mean_caption_tokens": float(lengths.mean()),
         "loss_difference_same_batch": same,
         "rounds": rounds,
@@ -233,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:  # both rows at tiny shapes and a few hundred captions
         tiny = {"prefix_length": 4, "batch_size": 8, "max_tokens": 24}
         full = ("full shapes (quick: tiny GPT-2, batch 8)", TINY_GPT2, tiny, real_or_standin_captions(True))
-        smoke = ("smoke shapes (quick: tiny GPT-2, batch 8)", TINY_GPT2, tiny, smoke_captions(QUICK_CAPTIONS))
+        smoke = ("smoke shapes (quick: tiny GPT-2, batch 8)", TINY_GPT2, tiny, smoke_captions(QUICK_IMAGES))
     else:
         full = ("full shapes", GPT2_SMALL, preset("full"), real_or_standin_captions(False))
         smoke = ("smoke shapes", SMALL_GPT2, preset("smoke"), smoke_captions())

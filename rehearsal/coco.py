@@ -289,7 +289,7 @@ def measure_coco(work: Path, scale: CocoScale = COCO, notebook: bool = True) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rehearsal import markdown
+    from rehearsal.run import write_results
 
     parser = argparse.ArgumentParser(prog="python -m rehearsal.coco", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -319,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         results["coco"] = {**results["coco"], "scoring": _child("score", [], work)}
     elif not args.report_only:
         results["coco"] = measure_coco(Path(args.work), notebook=not args.no_notebook)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "results.md").write_text(markdown.render(results))
-    print(f"[rehearsal] wrote {out / 'results.md'}")
+    write_results(out, results)
     return 0
 
 

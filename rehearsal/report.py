@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ REAL_TOKENS = (
 )
 
 
+@functools.cache  # the T4 table and the COCO projections read the same file with the same arguments
 def caption_shape(
     token_file: Path, batch: int, max_tokens: int, bucket: bool = False, seed: int = 0
 ) -> dict[str, float]:

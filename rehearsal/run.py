@@ -141,6 +141,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    """results.json and the results.md rendered from it, into `out`."""
+    from rehearsal import markdown
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(markdown.render(results))
+    print(f"[rehearsal] wrote {out / 'results.md'}")
+
+
 def recompute_estimates(results: dict[str, Any]) -> dict[str, Any]:
     """`results` with the T4 table and the COCO projections counted again for today's full preset, from the
     measurements stored with them (parse and feature rates); dated in `estimates_recomputed`."""
@@ -159,7 +168,7 @@ def recompute_estimates(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rehearsal import markdown, report
+    from rehearsal import report
 
     parser = argparse.ArgumentParser(prog="python -m rehearsal.run", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -185,15 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     work, notebooks, out = Path(args.work), [n.strip() for n in args.only.split(",")], Path(args.out)
     if args.pipeline_only:  # everything else as the last run measured it
         results = {**json.loads((out / "results.json").read_text()), **pipeline_rates()}
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-        (out / "results.md").write_text(markdown.render(results))
-        print(f"[rehearsal] wrote {out / 'results.md'}")
+        write_results(out, results)
         return 0
     if args.estimates_only:  # a changed recipe (e.g. bucket_by_length) changes only the FLOP counts
         results = recompute_estimates(json.loads((out / "results.json").read_text()))
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-        (out / "results.md").write_text(markdown.render(results))
-        print(f"[rehearsal] wrote {out / 'results.md'}")
+        write_results(out, results)
         return 0
     if args.report_only:  # what the run measured stays; what is read from its folder is read again
         results = json.loads((out / "results.json").read_text())
@@ -206,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
             results["coco"] = measure_coco(work / "coco")
     results.update(report.collect(ROOT / results["run_dir"], work / "keras"))
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "results.md").write_text(markdown.render(results))
-    print(f"[rehearsal] wrote {out / 'results.md'}")
+    write_results(out, results)
     return 0 if all(r["ok"] for r in results["notebooks"].values()) else 1
 
 

@@ -67,7 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "max_tokens": {"smoke": 24, "sample": 40, "full": 40},  # GPT-2 tokens per caption, end included
     # Training batches of similar caption length (helpers.caption.batching): every pair still once an
     # epoch, padded only to its batch's longest caption. Off by default: at full shapes it cuts a step's
-    # FLOPs 1.45x (24.2 -> 13.7 padded caption tokens; benchmarks/results.md, section 6), but on the smoke
+    # FLOPs 1.44x (22.7 -> 12.7 padded caption tokens; benchmarks/results.md, section 6), but on the smoke
     # captioner it broke the learning bars on all three seeds (BLEU-4 0.52 / 0.47 / 0.33, 0.04 / 0.15 /
     # -0.03 above the blind twin; benchmarks.smoke_margins, 2026-12-07), where a caption's length picks its
     # wording; its effect on real captions is unmeasured here, and ClipCap's recipe draws plain batches.
