@@ -38,8 +38,8 @@ GPU_SCALING = {1: 1.0, 4: 0.9, 8: 0.8}
 INSTANCE_RAM = 16 * 2**30  # ml.g4dn.xlarge: 16 GiB, 4 vCPUs, one T4
 INSTANCE_CORES = 4
 #: caption tokens and padded width of a batch when no real captions are here, plain or length-bucketed
-#: batches (Flickr8k's raw caption text at batch 40: 13.4 tokens, 24.5 padded; normalized as 06 trains on
-#: it, benchmarks.caption_step: 12.3 tokens, 22.7 / 12.7 padded)
+#: batches, rounded up from Flickr8k's normalized captions as 06 trains on them (official training list,
+#: batch 40: 12.3 tokens, 22.6 / 12.7 padded; rehearsal.report.caption_shape)
 ASSUMED_SHAPE = {False: {"mean_tokens": 14.0, "padded": 24.0}, True: {"mean_tokens": 14.0, "padded": 14.5}}
 
 

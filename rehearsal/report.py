@@ -25,15 +25,22 @@ def caption_shape(
 ) -> dict[str, float]:
     """Mean caption tokens (end included) and the mean padded width of a training batch, from a caption
     file: of one epoch's length-bucketed batches when `bucket` (`TrainConfig.bucket_by_length`), else of
-    shuffled batches."""
+    shuffled batches. The captions are those 06 trains on, read as it reads them: normalized
+    (`helpers.data.captions.normalize_caption`), tokenized by `make_pairs`, of the official training list
+    when the file's folder holds the split lists, else all of them."""
     from helpers.caption.batching import epoch_batches
-    from helpers.caption.tokenizer import caption_text, gpt2_tokenizer
+    from helpers.caption.tokenizer import gpt2_tokenizer
+    from helpers.caption.train import make_pairs
+    from helpers.data.captions import normalize_caption
+    from helpers.data.flickr import official_lists, read_caption_file
 
-    tok = gpt2_tokenizer()
-    captions = [
-        ln.split("\t", 1)[1] for ln in token_file.read_text(encoding="utf-8").splitlines() if "\t" in ln
-    ]
-    lengths = np.array([min(len(tok(caption_text(c))["input_ids"]), max_tokens - 1) + 1 for c in captions])
+    raw, _ = read_caption_file(token_file)
+    lists = official_lists(token_file.parent)
+    names = [n for n in lists["train"] if n in raw] if lists else sorted(raw)
+    captions = {n: [normalize_caption(c) for c in raw[n]] for n in names}
+    rows = {n: i for i, n in enumerate(names)}
+    pairs = make_pairs(np.zeros((len(names), 1)), rows, captions, names, gpt2_tokenizer(), max_tokens)
+    lengths = pairs.lengths()
     if bucket:
         widths = [lengths[b].max() for b in epoch_batches(lengths, batch, seed, 1, bucket=True)]
     else:

@@ -106,3 +106,28 @@ def test_t4_estimate_counts_the_padding_of_the_batches_trained(tmp_path):
         estimate.captioner_estimate(cfg, shape) for cfg, shape in zip(cfgs, (plain, bucketed), strict=True)
     )
     assert b.tflop < a.tflop and "length-bucketed" in b.note and "length-bucketed" not in a.note
+
+
+def test_t4_estimate_counts_the_captions_06_trains_on(tmp_path):
+    """The FLOP count reads captions as 06 does: normalized (case, punctuation) and of the training list."""
+    from rehearsal.report import caption_shape
+
+    messy, clean = tmp_path / "messy", tmp_path / "clean"
+    for folder, text in (
+        (messy, "A Dog , RUNS fast !!!  on the   grass ."),
+        (clean, "a dog runs fast on the grass"),
+    ):
+        folder.mkdir()
+        lines = [f"{i:04d}.jpg#{k}\t{text}" for i in range(60) for k in range(5)]
+        (folder / "Flickr8k.token.txt").write_text("\n".join(lines), encoding="utf-8")
+    shapes = [caption_shape(f / "Flickr8k.token.txt", 8, 40) for f in (messy, clean)]
+    assert shapes[0] == shapes[1] and shapes[0]["captions"] == 300
+    # With the official lists beside the file, only the training images' captions count.
+    for name, ids in (
+        ("trainImages", range(20)),
+        ("devImages", range(20, 40)),
+        ("testImages", range(40, 60)),
+    ):
+        (clean / f"Flickr_8k.{name}.txt").write_text("".join(f"{i:04d}.jpg\n" for i in ids))
+    caption_shape.cache_clear()
+    assert caption_shape(clean / "Flickr8k.token.txt", 8, 40)["captions"] == 100
