@@ -148,6 +148,16 @@ def test_pretrained_two_phases_freeze_then_unfreeze(tiny, data, tmp_path):
     np.testing.assert_allclose(result.history["lr"], [3e-3, 1.5e-3, 3e-4], rtol=1e-6)
 
 
+@pytest.mark.parametrize("weights", [None, "imagenet"], ids=["one-compile", "recompiled-for-phase-2"])
+def test_each_compile_traces_the_train_step_once(tiny, data, tmp_path, monkeypatch, weights):
+    """Loss and metric trackers are built before fit: a first step that created them would be traced
+    twice (the Python train step runs once per trace; a trace of a real backbone takes seconds)."""
+    traces, step = [], keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, batch: traces.append(1) or step(self, batch))
+    result = train_classifier(tiny_config(tmp_path, weights=weights), data)
+    assert len(traces) == (2 if weights else 1) and len(result.history) == 3
+
+
 def test_finished_run_is_reloaded_and_a_new_config_starts_over(tiny, data, tmp_path):
     cfg = tiny_config(tmp_path, head_epochs=1)
     train_classifier(cfg, data)

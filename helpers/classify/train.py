@@ -203,6 +203,13 @@ def _compile(model: keras.Model, lr: float, jit_compile: bool | None = None) -> 
     # Adam's moments created now, eagerly: left to the first train step they are created inside its
     # graph trace, which takes ~4 s longer for ResNet50 (320 variables; 0.5 s here).
     model.optimizer.build(model.trainable_variables)
+    # The loss and metric trackers too: without a distribution strategy set, Keras builds them inside the
+    # first train step's trace, and a tf.function that creates variables traces itself twice (ResNet50's
+    # first step ~7 s longer). Their variables do not depend on the batch: one dummy row builds them.
+    y, y_pred = tf.zeros((1,), tf.int32), tf.fill((1, model.output_shape[-1]), 1.0 / model.output_shape[-1])
+    model.compute_loss(y=y, y_pred=y_pred)
+    model.compute_metrics(None, y, y_pred, sample_weight=None)
+    model.reset_metrics()
 
 
 def _callbacks(
