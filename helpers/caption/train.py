@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from helpers import artifacts
 from helpers.caption import distributed
 from helpers.caption.batching import epoch_batches, rank_share
+from helpers.caption.cpu_heap import reused_heap
 from helpers.caption.model import EOS_ID, PrefixCaptioner, load_state_tensors, state_tensors
 from helpers.caption.tokenizer import caption_text, end_token_id
 
@@ -365,23 +366,25 @@ def _train_epoch(
         disable=not progress,
         leave=False,
     )
-    losses, times, tick = [], [], time.perf_counter()
-    for (feats, tokens, mask), weight in bar:
-        with autocast(device, dtype):
-            loss = net(feats, tokens, mask)
-            loss = loss if weight is None else loss * weight
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        losses.append(loss.item())
-        now = time.perf_counter()
-        times.append(now - tick)  # seconds for this step, its batch assembly included
-        tick = now
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    # On the CPU the step's large buffers (logits and their gradients) are reused, not mapped afresh.
+    with reused_heap(device):
+        losses, times, tick = [], [], time.perf_counter()
+        for (feats, tokens, mask), weight in bar:
+            with autocast(device, dtype):
+                loss = net(feats, tokens, mask)
+                loss = loss if weight is None else loss * weight
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+            now = time.perf_counter()
+            times.append(now - tick)  # seconds for this step, its batch assembly included
+            tick = now
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     # Under DDP each rank's weighted loss is its part of the global mean times the world size.
     mean = distributed.sum_all(ranks, [float(np.mean(losses)) / ranks.world], device)[0]
     # The first step of an epoch also pays one-off costs (optimizer state, kernel selection): left out.
