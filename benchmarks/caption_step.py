@@ -55,18 +55,15 @@ def real_or_standin_captions(quick: bool) -> Captions:
     """Flickr8k's official training images and their normalized captions, as notebook 06 reads them
     (`helpers.data.flickr`), from the real sample when that folder exists; else the rehearsal's stand-in
     captions, five for each of as many images as Flickr8k's training split has (6,000)."""
-    from helpers.data.flickr import load_flickr8k, official_lists
+    from helpers.data.flickr import training_captions
     from rehearsal.report import REAL_TOKENS
     from rehearsal.standins import _caption
 
     limit = QUICK_IMAGES if quick else None
-    root = REAL_TOKENS.parent
-    lists = official_lists(root) if REAL_TOKENS.is_file() else None
-    if lists is not None:
-        # Every listed image's captions: the sample holds only some of the JPEGs, the captions of all.
-        captions = load_flickr8k(root, check_images=False).normalized
-        names = [n for n in lists["train"] if n in captions][:limit]
-        return captions, names, f"real Flickr8k captions of the official training images ({REAL_TOKENS.name})"
+    if REAL_TOKENS.is_file():
+        captions, names = training_captions(REAL_TOKENS)
+        where = f"real Flickr8k captions of the official training images ({REAL_TOKENS.name})"
+        return captions, names[:limit], where
     rng = np.random.default_rng(0)
     names = [f"standin-{i}.jpg" for i in range(limit or 6_000)]
     captions = {n: [_caption(rng) for _ in range(5)] for n in names}

@@ -26,21 +26,16 @@ def caption_shape(
     """Mean caption tokens (end included) and the mean padded width of a training batch, from a caption
     file: of one epoch's length-bucketed batches when `bucket` (`TrainConfig.bucket_by_length`), else of
     shuffled batches. The captions are those 06 trains on, read as it reads them: normalized
-    (`helpers.data.captions.normalize_caption`), tokenized by `make_pairs`, of the official training list
-    when the file's folder holds the split lists, else all of them."""
+    (`helpers.data.captions.normalize_caption`), tokenized as training does
+    (`helpers.caption.train.caption_tokens`), of `helpers.data.flickr.training_captions`' images."""
     from helpers.caption.batching import epoch_batches
     from helpers.caption.tokenizer import gpt2_tokenizer
-    from helpers.caption.train import make_pairs
-    from helpers.data.captions import normalize_caption
-    from helpers.data.flickr import official_lists, read_caption_file
+    from helpers.caption.train import caption_tokens
+    from helpers.data.flickr import training_captions
 
-    raw, _ = read_caption_file(token_file)
-    lists = official_lists(token_file.parent)
-    names = [n for n in lists["train"] if n in raw] if lists else sorted(raw)
-    captions = {n: [normalize_caption(c) for c in raw[n]] for n in names}
-    rows = {n: i for i, n in enumerate(names)}
-    pairs = make_pairs(np.zeros((len(names), 1)), rows, captions, names, gpt2_tokenizer(), max_tokens)
-    lengths = pairs.lengths()
+    captions, names = training_captions(token_file)
+    tokens = caption_tokens(captions, names, gpt2_tokenizer(), max_tokens)
+    lengths = np.array([len(ids) for _, ids in tokens])
     if bucket:
         widths = [lengths[b].max() for b in epoch_batches(lengths, batch, seed, 1, bucket=True)]
     else:

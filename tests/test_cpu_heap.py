@@ -70,11 +70,11 @@ def test_captioner_training_steps_run_in_the_block(tmp_path, monkeypatch):
 
     reused = []
     monkeypatch.setattr(
-        torch.optim.AdamW, "step", lambda self, *a, **k: reused.append(cpu_heap._OPEN[0] > 0), raising=True
+        torch.optim.AdamW, "step", lambda self, *a, **k: reused.append(cpu_heap.in_effect()), raising=True
     )
     train, val = toy_pairs(FEATURES)
     train_module.train_captioner(
         new_model(), train, val, dataclasses.replace(FAST, epochs=1), tmp_path, progress=False
     )
     assert reused and all(reused)
-    assert cpu_heap._OPEN[0] == 0  # and the setting is gone afterwards
+    assert not cpu_heap.in_effect()  # and the setting is gone afterwards

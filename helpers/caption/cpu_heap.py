@@ -44,6 +44,11 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
+def in_effect() -> bool:
+    """Whether a `reused_heap` block is open in this process now (the setting is process-wide)."""
+    return _OPEN[0] > 0
+
+
 @contextlib.contextmanager
 def reused_heap(device: torch.device | str) -> Iterator[bool]:
     """In the block, large CPU allocations are reused from the heap instead of mapped afresh each time;

@@ -98,15 +98,23 @@ def make_pairs(
     max_tokens: int,
 ) -> CaptionPairs:
     """Every caption of every image in `names`, tokenized and cut to `max_tokens` (end-of-text kept last)."""
-    image, tokens, end = [], [], end_token_id(tokenizer)
+    image, tokens = [], []
+    for name, ids in caption_tokens(captions, names, tokenizer, max_tokens):
+        image.append(rows[name])
+        tokens.append(ids)
+    if not tokens:
+        raise ValueError("no captions for the given images")
+    return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens, end_token_id(tokenizer))
+
+
+def caption_tokens(captions: dict[str, list[str]], names: list[str], tokenizer, max_tokens: int):
+    """(image name, token ids) for every caption of every image in `names`, as training sees them: the
+    caption's text tokenized, cut to `max_tokens - 1`, end-of-text appended."""
+    end = end_token_id(tokenizer)
     for name in names:
         for caption in captions[name]:
             ids = tokenizer(caption_text(caption), add_special_tokens=False)["input_ids"][: max_tokens - 1]
-            image.append(rows[name])
-            tokens.append([*ids, end])
-    if not tokens:
-        raise ValueError("no captions for the given images")
-    return CaptionPairs(features, np.asarray(image, dtype=np.int64), tokens, end)
+            yield name, [*ids, end]
 
 
 def batches(pairs: CaptionPairs, index_batches, device: torch.device):

@@ -40,6 +40,7 @@ __all__ = [
     "load_flickr8k",
     "normalize_caption",
     "read_caption_file",
+    "training_captions",
 ]
 
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -155,6 +156,17 @@ def official_lists(root: Path) -> dict[str, list[str]] | None:
         k: [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
         for k, p in present.items()
     }
+
+
+def training_captions(caption_file: str | Path) -> tuple[dict[str, list[str]], list[str]]:
+    """({image id: normalized captions}, names) of the images 06 trains on, from a caption file alone (no
+    image folder needed): the official training list's images when the file's folder holds the split
+    lists, else every captioned image. For counting tokens and shapes, where the pictures do not matter."""
+    path = Path(caption_file)
+    raw, _ = read_caption_file(path)
+    lists = official_lists(path.parent)
+    names = [n for n in lists["train"] if n in raw] if lists else sorted(raw)
+    return {n: [normalize_caption(c) for c in raw[n]] for n in names}, names
 
 
 def load_flickr8k(
