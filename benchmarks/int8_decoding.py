@@ -1,4 +1,5 @@
-"""8-bit CPU decoding: int8 weights (torch dynamic quantization) against today's prepacked float32 decoder.
+"""8-bit CPU decoding: int8 weights (torch dynamic quantization) against today's prepacked float32 decoder;
+bfloat16 weights (`helpers.caption.cpu_kernels`, where the CPU has bfloat16 kernels) measured beside them.
 
 `python -m benchmarks.int8_decoding` measures, on a trained captioner's test split (the features notebook 06
 cached), decoder-only seconds of greedy and beam3 for both precisions side by side in one process
@@ -10,13 +11,16 @@ captioner with a few test images of the real formats and a tiny step, to check t
 
 int8: GPT-2's Conv1D layers become nn.Linear (weight transposed), then `torch.ao.quantization.
 quantize_dynamic` turns them and the LM head into int8-weight linears (per-tensor, activations quantized
-per call); embeddings, layer norms and the mapper stay float32. The ship criterion (issue 24, item 5):
->= 1.5x faster decoder-only, |BLEU-4 change| <= 0.01 and >= 90 % identical captions, greedy and beam3.
+per call); embeddings, layer norms and the mapper stay float32. bfloat16: the same prepacked oneDNN
+linears with bfloat16 weights (activations rounded to bfloat16 at each linear's input, float32 out), on
+the same model. The ship criterion (issue 24, item 5), for each: >= 1.5x faster decoder-only than float32,
+|BLEU-4 change| <= 0.01 and >= 90 % identical captions, greedy and beam3.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import statistics
@@ -35,6 +39,13 @@ DECODINGS = ("greedy", "beam3")
 REPEATS = {"full": 7, "quick": 2}  # timed rounds per precision, after one warm-up round
 QUICK_IMAGES = 6
 BATCH, CACHED = 8, 30  # the full-shapes step: captions decoded at once, positions already in the KV cache
+
+
+def bfloat16_supported() -> bool:
+    """Whether this CPU's oneDNN has bfloat16 kernels (`helpers.caption.cpu_kernels`)."""
+    from helpers.caption.cpu_kernels import bfloat16_supported as supported
+
+    return supported()
 
 
 def int8_copy(model: Any) -> Any:
@@ -96,28 +107,42 @@ def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
 
     cap = Captioner.load(captioner_dir)
     feats, names, refs = test_split(captioner_dir)
-    models = {"float32": cap.model, "int8": int8_copy(cap.model)}
+    models = {"float32": (cap.model, "float32"), "int8": (int8_copy(cap.model), "float32")}
+    if bfloat16_supported():
+        models["bfloat16"] = (cap.model, "bfloat16")  # the same model, its weights packed as bfloat16
     out: dict[str, Any] = {"test_images": len(names)}
     scorer = CaptionScorer(meteor=False)
     for spec in DECODINGS:
         dec = DecodeConfig.parse(spec)
-        runs = {k: (lambda m=m, dec=dec: generate_ids(m, feats, dec, 64)) for k, m in models.items()}
+        runs = {
+            k: (lambda m=m, w=w, dec=dec: generate_ids(m, feats, dec, 64, weights=w))
+            for k, (m, w) in models.items()
+        }
         secs: dict[str, list[float]] = {k: [] for k in runs}
-        ids = {k: fn() for k, fn in runs.items()}  # warm-up (packs float32 weights), kept for quality
+        ids = {k: fn() for k, fn in runs.items()}  # warm-up (packs the weights), kept for quality
         for r in range(repeats):
-            for k in list(runs)[r % 2 :] + list(runs)[: r % 2]:
+            order = list(runs)[r % len(runs) :] + list(runs)[: r % len(runs)]
+            for k in order:
                 secs[k].append(timed(runs[k])[0])
         texts = {k: ids_to_text(cap.tokenizer, v) for k, v in ids.items()}
         bleu = {k: scorer.score(refs, dict(zip(names, t, strict=True)))["Bleu_4"] for k, t in texts.items()}
         med = {k: statistics.median(v) for k, v in secs.items()}
+
+        def against_float32(k: str, med=med, bleu=bleu, texts=texts) -> dict[str, Any]:
+            pairs = list(zip(texts["float32"], texts[k], strict=True))
+            return {
+                "speedup": med["float32"] / med[k],
+                "bleu4_change": bleu[k] - bleu["float32"],
+                "identical": float(np.mean([a == b for a, b in pairs])),
+                "examples": [[a, b] for a, b in pairs if a != b][:3],
+            }
+
         out[spec] = {
             "median_s": med,
             "all_s": secs,  # unrounded, so the median lies within them
-            "speedup": med["float32"] / med["int8"],
             "bleu4": bleu,
-            "bleu4_change": bleu["int8"] - bleu["float32"],
-            "identical": float(np.mean([a == b for a, b in zip(*texts.values(), strict=True)])),
-            "examples": [[a, b] for a, b in zip(*texts.values(), strict=True) if a != b][:3],
+            **against_float32("int8"),
+            **({"bfloat16": against_float32("bfloat16")} if "bfloat16" in runs else {}),
         }
     return out
 
@@ -137,6 +162,7 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
     gpt2 = {**shape, "vocab_size": GPT2_VOCAB_SIZE, "bos_token_id": EOS_ID, "eos_token_id": EOS_ID}
     f32 = build_captioner(PrefixConfig(512, 10, "mlp", gpt2=gpt2)).eval()
     q8 = int8_copy(f32)
+    bf16 = copy.deepcopy(f32) if bfloat16_supported() else None  # its own patch, beside float32's
     x = torch.randn(BATCH, CACHED, shape["n_embd"])
     step = torch.randn(BATCH, 1, shape["n_embd"])
 
@@ -149,9 +175,14 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
 
         return call
 
-    secs: dict[str, list[float]] = {"float32": [], "int8": []}
-    with torch.no_grad(), packed_linears(f32):
-        calls = {"float32": one_step(f32), "int8": one_step(q8)}
+    secs: dict[str, list[float]] = {"float32": [], "int8": [], **({"bfloat16": []} if bf16 else {})}
+    bf16_kernels = packed_linears(bf16, "bfloat16") if bf16 else contextlib.nullcontext()
+    with torch.no_grad(), packed_linears(f32), bf16_kernels:
+        calls = {
+            "float32": one_step(f32),
+            "int8": one_step(q8),
+            **({"bfloat16": one_step(bf16)} if bf16 else {}),
+        }
         for fn in calls.values():
             fn()
         for _ in range(repeats):
@@ -160,28 +191,32 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
     bw = max(memory_bandwidth(32 * 1024**2, 3).values() if quick else memory_bandwidth().values())
     wpe = f32.gpt.transformer.wpe.weight
     f32_bytes = sum(p.numel() * 4 for p in f32.gpt.parameters() if p is not wpe)
-    int8_bytes = f32_bytes // 4  # every matrix read per step is int8 (layer norms: negligible)
+    # Every matrix read per step is int8 (1 byte) or bfloat16 (2 bytes); layer norms: negligible.
+    weight_bytes = {"float32": f32_bytes, "int8": f32_bytes // 4, "bfloat16": f32_bytes // 2}
+    weight_bytes = {k: v for k, v in weight_bytes.items() if k in secs}
     med = {k: statistics.median(v) for k, v in secs.items()}
-    floors = {"float32": f32_bytes / bw, "int8": int8_bytes / bw}
+    floors = {k: b / bw for k, b in weight_bytes.items()}
     return {
         "shape": {**shape, "batch": BATCH, "cached_positions": CACHED},
         "parameters": sum(p.numel() for p in f32.gpt.parameters()),
-        "weight_bytes_per_step": {"float32": f32_bytes, "int8": int8_bytes},
+        "weight_bytes_per_step": weight_bytes,
         "step_s": med,
         "speedup": med["float32"] / med["int8"],
+        **({"speedup_bfloat16": med["float32"] / med["bfloat16"]} if bf16 else {}),
         "bandwidth_bytes_per_s": bw,
         "floor_s": floors,
         "multiple_of_floor": {k: med[k] / floors[k] for k in med},
     }
 
 
-def criterion_met(smoke_result: dict[str, Any]) -> bool:
-    """Every part of the ship criterion, for greedy and beam3."""
+def criterion_met(smoke_result: dict[str, Any], precision: str = "int8") -> bool:
+    """Every part of the ship criterion, for greedy and beam3, of int8 or bfloat16 weights."""
+    parts = [smoke_result[d] if precision == "int8" else smoke_result[d][precision] for d in DECODINGS]
     return all(
-        smoke_result[d]["speedup"] >= CRITERION["speedup"]
-        and abs(smoke_result[d]["bleu4_change"]) <= CRITERION["bleu4_change"]
-        and smoke_result[d]["identical"] >= CRITERION["identical"]
-        for d in DECODINGS
+        p["speedup"] >= CRITERION["speedup"]
+        and abs(p["bleu4_change"]) <= CRITERION["bleu4_change"]
+        and p["identical"] >= CRITERION["identical"]
+        for p in parts
     )
 
 
@@ -199,6 +234,9 @@ def run(from_run: str | None, quick: bool, repeats: int | None) -> dict[str, Any
         out["captioner"] = "tiny random (quick mode)" if quick else str(captioner)
         out["smoke"] = smoke(captioner, repeats)
     out["criterion_met"] = criterion_met(out["smoke"])
+    out["bfloat16_supported"] = bfloat16_supported()
+    if out["bfloat16_supported"]:
+        out["criterion_met_bfloat16"] = criterion_met(out["smoke"], "bfloat16")
     out["full_shapes"] = full_shapes(repeats, quick)
     return out
 

@@ -287,30 +287,42 @@ def serving_table(title: str, srv: dict[str, Any]) -> str:
     )
 
 
+def _lowp(q8: dict[str, Any], dec: str, precision: str) -> dict[str, Any]:
+    """One decoding's comparison with float32 (speedup, bleu4_change, identical, examples): int8's are the
+    decoding's own fields, bfloat16's sit under its name."""
+    d = q8["smoke"][dec]
+    return d if precision == "int8" else d[precision]
+
+
+def _precisions(q8: dict[str, Any]) -> list[str]:
+    """The low precisions measured: int8 always, bfloat16 where the CPU had its kernels."""
+    return ["int8", *(["bfloat16"] if "criterion_met_bfloat16" in q8 else [])]
+
+
 def int8_rows(q8: dict[str, Any]) -> list[list[str]]:
-    """Headline rows of the int8 benchmark: decoder-only speed-ups on the smoke captioner, one step at full
-    shapes."""
+    """Headline rows of the low-precision benchmark: decoder-only speed-ups on the smoke captioner, one step
+    at full shapes, int8 and (where measured) bfloat16 weights."""
     target = q8["criterion"]["speedup"]
-    rows = [
-        [
-            f"decoder-only seconds, prepacked float32 / int8 weights, smoke captioner, {dec}",
-            f"{q8['smoke'][dec]['speedup']:.2f}x",
-            f">= {target:g}x",
-            _met(q8["smoke"][dec]["speedup"] >= target),
-        ]
-        for dec in INT8_DECODINGS
-    ]
     full = q8["full_shapes"]
-    what = (
-        f"one decoding step, float32 / int8 weights, GPT-2 {full['parameters'] / 1e6:.0f}M (random weights)"
-    )
-    rows.append([what, f"{full['speedup']:.2f}x", "", ""])
+    rows = []
+    for precision in _precisions(q8):
+        for dec in INT8_DECODINGS:
+            speedup = _lowp(q8, dec, precision)["speedup"]
+            what = f"decoder-only seconds, prepacked float32 / {precision} weights, smoke captioner, {dec}"
+            rows.append([what, f"{speedup:.2f}x", f">= {target:g}x", _met(speedup >= target)])
+        what = (
+            f"one decoding step, float32 / {precision} weights, GPT-2 {full['parameters'] / 1e6:.0f}M "
+            "(random weights)"
+        )
+        speedup = full["speedup"] if precision == "int8" else full[f"speedup_{precision}"]
+        rows.append([what, f"{speedup:.2f}x", "", ""])
     return rows
 
 
-def int8_verdict(q8: dict[str, Any]) -> tuple[str, str]:
+def int8_verdict(q8: dict[str, Any], precision: str = "int8") -> tuple[str, str]:
     """(short verdict, the sentence saying why), both from the numbers and the criterion."""
-    crit, sm = q8["criterion"], q8["smoke"]
+    crit = q8["criterion"]
+    sm = {d: _lowp(q8, d, precision) for d in INT8_DECODINGS}
     slow = [f"{d} {sm[d]['speedup']:.2f}x" for d in INT8_DECODINGS if sm[d]["speedup"] < crit["speedup"]]
     drift = [
         f"{d} BLEU-4 {sm[d]['bleu4_change']:+.4f}"
@@ -327,67 +339,66 @@ def int8_verdict(q8: dict[str, Any]) -> tuple[str, str]:
         misses.append(f"{', '.join(drift)}, beyond +-{crit['bleu4_change']:g}")
     if differ:
         misses.append(f"{', '.join(differ)} identical < {crit['identical']:.0%}")
-    if q8["criterion_met"]:
+    if q8["criterion_met" if precision == "int8" else f"criterion_met_{precision}"]:
         return (
             "criterion met",
-            "Shipped: the criterion is met for greedy and beam 3; int8 may become a decoding option.",
+            f"Shipped: the criterion is met for greedy and beam 3; {precision} may become a decoding option.",
         )
     quality = "" if drift or differ else "; BLEU-4 and identical captions within the criterion"
     return "not shipped", f"Shipped: no ({'; '.join(misses)}){quality}."
 
 
-def int8_smoke_table(q8: dict[str, Any]) -> str:
-    """Seconds, speed-up, BLEU-4 and identical captions of both precisions on the smoke captioner."""
+def int8_smoke_table(q8: dict[str, Any], precision: str = "int8") -> str:
+    """Seconds, speed-up, BLEU-4 and identical captions of float32 and `precision` on the smoke captioner."""
     crit = q8["criterion"]
     head = [
         "smoke captioner, decoder only",
         "float32 s",
-        "int8 s",
+        f"{precision} s",
         f"speed-up (>= {crit['speedup']:g}x)",
-        f"BLEU-4 float32 -> int8 (change <= {crit['bleu4_change']:g})",
+        f"BLEU-4 float32 -> {precision} (change <= {crit['bleu4_change']:g})",
         f"identical captions (>= {crit['identical']:.0%})",
     ]
     rows = []
     for dec in INT8_DECODINGS:
-        d = q8["smoke"][dec]
-        bleu, change = d["bleu4"], d["bleu4_change"]
+        d, lp = q8["smoke"][dec], _lowp(q8, dec, precision)
+        bleu, change = d["bleu4"], lp["bleu4_change"]
         rows.append(
             [
                 dec,
                 f"{d['median_s']['float32']:.3f}",
-                f"{d['median_s']['int8']:.3f}",
-                f"{d['speedup']:.2f}x: {_met(d['speedup'] >= crit['speedup'])}",
-                f"{bleu['float32']:.4f} -> {bleu['int8']:.4f} ({change:+.4f}): "
+                f"{d['median_s'][precision]:.3f}",
+                f"{lp['speedup']:.2f}x: {_met(lp['speedup'] >= crit['speedup'])}",
+                f"{bleu['float32']:.4f} -> {bleu[precision]:.4f} ({change:+.4f}): "
                 + _met(abs(change) <= crit["bleu4_change"]),
-                f"{d['identical']:.1%}: {_met(d['identical'] >= crit['identical'])}",
+                f"{lp['identical']:.1%}: {_met(lp['identical'] >= crit['identical'])}",
             ]
         )
     return table(head, rows)
 
 
 def int8_full_table(full: dict[str, Any]) -> str:
-    """One decoding step of both precisions at full shapes against each one's bandwidth floor."""
+    """One decoding step of each precision at full shapes against each one's bandwidth floor."""
     shape, gbs = full["shape"], full["bandwidth_bytes_per_s"] / 1e9
     step, floor, wbytes = full["step_s"], full["floor_s"], full["weight_bytes_per_step"]
+    precisions = [k for k in ("float32", "int8", "bfloat16") if k in step]
     head = [
         f"full shapes (GPT-2 {full['parameters'] / 1e6:.0f}M, {shape['n_layer']} layers, {shape['n_embd']} "
         f"wide, random weights), one KV-cached step, batch {shape['batch']}, {shape['cached_positions']} "
         "cached positions",
-        "float32",
-        "int8",
+        *precisions,
     ]
+
+    def faster(k: str) -> str:
+        return "" if k == "float32" else f" ({step['float32'] / step[k]:.2f}x faster)"
+
     rows = [
-        [
-            "step",
-            f"{step['float32'] * 1e3:.1f} ms",
-            f"{step['int8'] * 1e3:.1f} ms ({full['speedup']:.2f}x faster)",
-        ],
+        ["step", *(f"{step[k] * 1e3:.1f} ms{faster(k)}" for k in precisions)],
         [
             f"bandwidth floor (weights read per step / {gbs:.1f} GB/s measured)",
-            f"{floor['float32'] * 1e3:.1f} ms ({wbytes['float32'] / 1e6:.0f} MB)",
-            f"{floor['int8'] * 1e3:.1f} ms ({wbytes['int8'] / 1e6:.0f} MB)",
+            *(f"{floor[k] * 1e3:.1f} ms ({wbytes[k] / 1e6:.0f} MB)" for k in precisions),
         ],
-        ["step / floor", *(f"{full['multiple_of_floor'][k]:.2f}x" for k in ("float32", "int8"))],
+        ["step / floor", *(f"{full['multiple_of_floor'][k]:.2f}x" for k in precisions)],
     ]
     return table(head, rows)
 
@@ -412,6 +423,27 @@ def int8_reading(q8: dict[str, Any]) -> str:
     return text
 
 
+def bfloat16_part(q8: dict[str, Any]) -> list[str]:
+    """The bfloat16 weights' table and verdict, or the sentence saying this CPU could not run them."""
+    if "bfloat16_supported" not in q8:
+        return []  # a result from before bfloat16 was measured
+    if not q8["bfloat16_supported"]:
+        return ["### bfloat16 weights: not measured", "This CPU's oneDNN has no bfloat16 kernels."]
+    full = q8["full_shapes"]
+    short, verdict = int8_verdict(q8, "bfloat16")
+    best_smoke = max(_lowp(q8, d, "bfloat16")["speedup"] for d in INT8_DECODINGS)
+    intro = (
+        "`helpers.caption.cpu_kernels.packed_linears(model, 'bfloat16')`: the same prepacked oneDNN "
+        "linears, weights and each linear's input rounded to bfloat16, float32 out; the same model and "
+        "rounds as above."
+    )
+    reading = (
+        f"One step at full shapes: {full['speedup_bfloat16']:.2f}x faster than float32 (int8: "
+        f"{full['speedup']:.2f}x); {best_smoke:.2f}x at best on the smoke captioner."
+    )
+    return [f"### bfloat16 weights: {short}", intro, int8_smoke_table(q8, "bfloat16"), f"{verdict} {reading}"]
+
+
 def int8_section(q8: dict[str, Any]) -> str:
     """Both precisions on the smoke captioner and at full shapes, and the verdict against the criterion."""
     short, verdict = int8_verdict(q8)
@@ -430,6 +462,7 @@ def int8_section(q8: dict[str, Any]) -> str:
             int8_smoke_table(q8),
             int8_full_table(q8["full_shapes"]),
             f"{verdict} {int8_reading(q8)}",
+            *bfloat16_part(q8),
         ]
     )
 

@@ -276,6 +276,39 @@ def test_int8_decoding_numbers_are_sane(int8_quick):
     )
 
 
+def test_bfloat16_decoding_is_measured_where_the_cpu_can(int8_quick):
+    """bfloat16 weights beside int8, on the same rounds: timed, scored, compared with float32."""
+    import math
+
+    from helpers.caption.cpu_kernels import bfloat16_supported
+
+    q8 = int8_quick
+    assert q8["bfloat16_supported"] == bfloat16_supported()
+    if not q8["bfloat16_supported"]:
+        assert "criterion_met_bfloat16" not in q8 and "bfloat16" not in q8["smoke"]["greedy"]["median_s"]
+        return
+    n = q8["smoke"]["test_images"]
+    for dec in ("greedy", "beam3"):
+        d = q8["smoke"][dec]
+        b = d["bfloat16"]
+        assert len(d["all_s"]["bfloat16"]) == q8["repeats"] and math.isfinite(d["bleu4"]["bfloat16"])
+        assert b["speedup"] == pytest.approx(d["median_s"]["float32"] / d["median_s"]["bfloat16"])
+        assert b["bleu4_change"] == pytest.approx(d["bleu4"]["bfloat16"] - d["bleu4"]["float32"])
+        differ = n - round(b["identical"] * n)
+        assert len(b["examples"]) == min(differ, 3) and all(x != y for x, y in b["examples"])
+    full = q8["full_shapes"]
+    assert full["weight_bytes_per_step"]["bfloat16"] * 2 == pytest.approx(
+        full["weight_bytes_per_step"]["float32"], abs=2
+    )
+    assert full["speedup_bfloat16"] == pytest.approx(full["step_s"]["float32"] / full["step_s"]["bfloat16"])
+    assert q8["criterion_met_bfloat16"] == all(
+        q8["smoke"][d]["bfloat16"]["speedup"] >= 1.5
+        and abs(q8["smoke"][d]["bfloat16"]["bleu4_change"]) <= 0.01
+        and q8["smoke"][d]["bfloat16"]["identical"] >= 0.9
+        for d in ("greedy", "beam3")
+    )
+
+
 def test_int8_decoding_section_is_rendered_from_its_numbers(int8_quick, tmp_path, monkeypatch):
     """`--only int8_decoding` on top of the committed results: section 5 and its summary rows come from the
     JSON (a changed number changes the text, the verdict follows the criterion), the other sections stay."""
@@ -297,6 +330,12 @@ def test_int8_decoding_section_is_rendered_from_its_numbers(int8_quick, tmp_path
     greedy = int8_quick["smoke"]["greedy"]
     assert f"| greedy | {greedy['median_s']['float32']:.3f} | {greedy['median_s']['int8']:.3f} |" in md
     assert f"smoke captioner, greedy | {greedy['speedup']:.2f}x | >= 1.5x |" in md
+    if int8_quick["bfloat16_supported"]:
+        b = greedy["bfloat16"]
+        assert (
+            f"| greedy | {greedy['median_s']['float32']:.3f} | {greedy['median_s']['bfloat16']:.3f} |" in md
+        )
+        assert f"float32 / bfloat16 weights, smoke captioner, greedy | {b['speedup']:.2f}x | >= 1.5x |" in md
 
     q8 = json.loads(json.dumps(int8_quick))
     for dec in ("greedy", "beam3"):

@@ -80,3 +80,51 @@ def test_packed_weights_never_outlive_a_change_of_the_weights():
     with packed_linears(model), torch.no_grad():
         layer.weight.add_(1.0)  # changed while the block is open: the stale pack must not be used
         assert torch.equal(layer(x), type(layer).forward(layer, x))
+
+
+bf16 = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    reason="no bfloat16 kernels in this CPU's oneDNN",
+)
+
+
+@bf16
+def test_bfloat16_weights_round_the_linears_and_return_float32():
+    """bfloat16 packs multiply within bfloat16's rounding of the float32 result, return float32, and
+    differ from float32's (the weights really are rounded); both precisions' packs are kept."""
+    from helpers.caption import cpu_kernels
+
+    model = new_model()
+    layer = model.gpt.lm_head
+    x = torch.randn(8, layer.weight.shape[1])
+    with torch.no_grad():
+        want = layer(x)
+        rounded = x.bfloat16().float() @ layer.weight.bfloat16().float().t()  # the same inputs, exactly
+        with packed_linears(model, "bfloat16") as count:
+            assert count == 4 * GPT2["n_layer"] + 1 + 2
+            got = layer(x)
+        assert got.dtype == torch.float32 and not torch.equal(got, want)
+        torch.testing.assert_close(got, rounded, rtol=2e-2, atol=2e-2)
+        assert (got - want).abs().max() < 0.05 * want.abs().max()
+        with packed_linears(model):  # float32 again: its own pack, exact up to the order of additions
+            torch.testing.assert_close(layer(x), want, rtol=1e-5, atol=1e-5)
+    assert set(cpu_kernels._PACKS[layer]) == {torch.float32, torch.bfloat16}
+    ids = generate_ids(model, FEATURES, DecodeConfig("greedy", max_new_tokens=8), weights="bfloat16")
+    assert len(ids) == len(FEATURES) and instance_forwards(model) == 0
+
+
+@onednn
+def test_weight_precision_is_checked_and_one_per_open_model(monkeypatch):
+    from helpers.caption import cpu_kernels
+
+    model = new_model()
+    with pytest.raises(ValueError, match="weights must be one of"), packed_linears(model, "float16"):
+        pass
+    monkeypatch.setattr(cpu_kernels, "bfloat16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no bfloat16 kernels"), packed_linears(model, "bfloat16") as count:
+        assert count > 0 and set(cpu_kernels._PACKS[model.gpt.lm_head]) == {torch.float32}  # fell back
+    monkeypatch.setattr(cpu_kernels, "bfloat16_supported", lambda: True)
+    blocked = pytest.raises(RuntimeError, match="already decoding with float32")
+    with packed_linears(model), blocked, packed_linears(model, "bfloat16"):
+        pass
+    assert instance_forwards(model) == 0

@@ -129,11 +129,12 @@ def generate_ids(
     batch_size: int = 64,
     progress: bool = False,
     packed: bool = True,
+    weights: str = "float32",
 ) -> list[list[int]]:
     """Token ids of one caption per feature row (end-of-text and padding removed).
 
     `packed`: on the CPU, multiply through prepacked oneDNN weights (`packed_linears`); False: PyTorch's
-    default kernels.
+    default kernels. `weights`: the packed weights' precision, "float32" or "bfloat16" (`packed_linears`).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -148,7 +149,7 @@ def generate_ids(
         if device.type == "cuda"
         else []
     )
-    kernels = packed_linears(model) if packed else contextlib.nullcontext()
+    kernels = packed_linears(model, weights) if packed else contextlib.nullcontext()
     with torch.random.fork_rng(devices=cuda), kernels:
         torch.manual_seed(decoding.seed)
         for start in tqdm(starts, desc=f"decode {decoding.name}", disable=not progress, leave=False):
