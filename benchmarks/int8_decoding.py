@@ -141,8 +141,7 @@ def smoke(captioner_dir: Path, repeats: int) -> dict[str, Any]:
             "median_s": med,
             "all_s": secs,  # unrounded, so the median lies within them
             "bleu4": bleu,
-            **against_float32("int8"),
-            **({"bfloat16": against_float32("bfloat16")} if "bfloat16" in runs else {}),
+            **{k: against_float32(k) for k in runs if k != "float32"},
         }
     return out
 
@@ -201,22 +200,20 @@ def full_shapes(repeats: int, quick: bool) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in f32.gpt.parameters()),
         "weight_bytes_per_step": weight_bytes,
         "step_s": med,
-        "speedup": med["float32"] / med["int8"],
-        **({"speedup_bfloat16": med["float32"] / med["bfloat16"]} if bf16 else {}),
+        "speedup": {k: med["float32"] / med[k] for k in med if k != "float32"},
         "bandwidth_bytes_per_s": bw,
         "floor_s": floors,
         "multiple_of_floor": {k: med[k] / floors[k] for k in med},
     }
 
 
-def criterion_met(smoke_result: dict[str, Any], precision: str = "int8") -> bool:
+def criterion_met(smoke_result: dict[str, Any], precision: str) -> bool:
     """Every part of the ship criterion, for greedy and beam3, of int8 or bfloat16 weights."""
-    parts = [smoke_result[d] if precision == "int8" else smoke_result[d][precision] for d in DECODINGS]
     return all(
         p["speedup"] >= CRITERION["speedup"]
         and abs(p["bleu4_change"]) <= CRITERION["bleu4_change"]
         and p["identical"] >= CRITERION["identical"]
-        for p in parts
+        for p in (smoke_result[d][precision] for d in DECODINGS)
     )
 
 
@@ -233,10 +230,9 @@ def run(from_run: str | None, quick: bool, repeats: int | None) -> dict[str, Any
         out: dict[str, Any] = {"quick": quick, "criterion": CRITERION, "threads": 1, "repeats": repeats}
         out["captioner"] = "tiny random (quick mode)" if quick else str(captioner)
         out["smoke"] = smoke(captioner, repeats)
-    out["criterion_met"] = criterion_met(out["smoke"])
     out["bfloat16_supported"] = bfloat16_supported()
-    if out["bfloat16_supported"]:
-        out["criterion_met_bfloat16"] = criterion_met(out["smoke"], "bfloat16")
+    measured = ["int8", *(["bfloat16"] if out["bfloat16_supported"] else [])]
+    out["criterion_met"] = {k: criterion_met(out["smoke"], k) for k in measured}
     out["full_shapes"] = full_shapes(repeats, quick)
     return out
 

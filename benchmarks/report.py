@@ -287,42 +287,29 @@ def serving_table(title: str, srv: dict[str, Any]) -> str:
     )
 
 
-def _lowp(q8: dict[str, Any], dec: str, precision: str) -> dict[str, Any]:
-    """One decoding's comparison with float32 (speedup, bleu4_change, identical, examples): int8's are the
-    decoding's own fields, bfloat16's sit under its name."""
-    d = q8["smoke"][dec]
-    return d if precision == "int8" else d[precision]
-
-
-def _precisions(q8: dict[str, Any]) -> list[str]:
-    """The low precisions measured: int8 always, bfloat16 where the CPU had its kernels."""
-    return ["int8", *(["bfloat16"] if "criterion_met_bfloat16" in q8 else [])]
-
-
 def int8_rows(q8: dict[str, Any]) -> list[list[str]]:
     """Headline rows of the low-precision benchmark: decoder-only speed-ups on the smoke captioner, one step
     at full shapes, int8 and (where measured) bfloat16 weights."""
     target = q8["criterion"]["speedup"]
     full = q8["full_shapes"]
     rows = []
-    for precision in _precisions(q8):
+    for precision in q8["criterion_met"]:  # int8, and bfloat16 where the CPU had its kernels
         for dec in INT8_DECODINGS:
-            speedup = _lowp(q8, dec, precision)["speedup"]
+            speedup = q8["smoke"][dec][precision]["speedup"]
             what = f"decoder-only seconds, prepacked float32 / {precision} weights, smoke captioner, {dec}"
             rows.append([what, f"{speedup:.2f}x", f">= {target:g}x", _met(speedup >= target)])
         what = (
             f"one decoding step, float32 / {precision} weights, GPT-2 {full['parameters'] / 1e6:.0f}M "
             "(random weights)"
         )
-        speedup = full["speedup"] if precision == "int8" else full[f"speedup_{precision}"]
-        rows.append([what, f"{speedup:.2f}x", "", ""])
+        rows.append([what, f"{full['speedup'][precision]:.2f}x", "", ""])
     return rows
 
 
 def int8_verdict(q8: dict[str, Any], precision: str = "int8") -> tuple[str, str]:
     """(short verdict, the sentence saying why), both from the numbers and the criterion."""
     crit = q8["criterion"]
-    sm = {d: _lowp(q8, d, precision) for d in INT8_DECODINGS}
+    sm = {d: q8["smoke"][d][precision] for d in INT8_DECODINGS}
     slow = [f"{d} {sm[d]['speedup']:.2f}x" for d in INT8_DECODINGS if sm[d]["speedup"] < crit["speedup"]]
     drift = [
         f"{d} BLEU-4 {sm[d]['bleu4_change']:+.4f}"
@@ -339,7 +326,7 @@ def int8_verdict(q8: dict[str, Any], precision: str = "int8") -> tuple[str, str]
         misses.append(f"{', '.join(drift)}, beyond +-{crit['bleu4_change']:g}")
     if differ:
         misses.append(f"{', '.join(differ)} identical < {crit['identical']:.0%}")
-    if q8["criterion_met" if precision == "int8" else f"criterion_met_{precision}"]:
+    if q8["criterion_met"][precision]:
         return (
             "criterion met",
             f"Shipped: the criterion is met for greedy and beam 3; {precision} may become a decoding option.",
@@ -361,7 +348,7 @@ def int8_smoke_table(q8: dict[str, Any], precision: str = "int8") -> str:
     ]
     rows = []
     for dec in INT8_DECODINGS:
-        d, lp = q8["smoke"][dec], _lowp(q8, dec, precision)
+        d, lp = q8["smoke"][dec], q8["smoke"][dec][precision]
         bleu, change = d["bleu4"], lp["bleu4_change"]
         rows.append(
             [
@@ -390,7 +377,7 @@ def int8_full_table(full: dict[str, Any]) -> str:
     ]
 
     def faster(k: str) -> str:
-        return "" if k == "float32" else f" ({step['float32'] / step[k]:.2f}x faster)"
+        return "" if k == "float32" else f" ({full['speedup'][k]:.2f}x faster)"
 
     rows = [
         ["step", *(f"{step[k] * 1e3:.1f} ms{faster(k)}" for k in precisions)],
@@ -406,14 +393,15 @@ def int8_full_table(full: dict[str, Any]) -> str:
 def int8_reading(q8: dict[str, Any]) -> str:
     """What the two scales say together: where int8 gains, and how far it stays from its floor."""
     full, floors = q8["full_shapes"], q8["full_shapes"]["multiple_of_floor"]
-    best_smoke = max(q8["smoke"][d]["speedup"] for d in INT8_DECODINGS)
-    if full["speedup"] > best_smoke:
+    speedup = full["speedup"]["int8"]
+    best_smoke = max(q8["smoke"][d]["int8"]["speedup"] for d in INT8_DECODINGS)
+    if speedup > best_smoke:
         text = (
-            f"int8 gains more where a step reads more weights: {full['speedup']:.2f}x at full shapes, "
+            f"int8 gains more where a step reads more weights: {speedup:.2f}x at full shapes, "
             f"{best_smoke:.2f}x at best on the smoke captioner (the one the criterion is measured on)."
         )
     else:
-        text = f"int8 gains no more at full shapes ({full['speedup']:.2f}x) than on the smoke captioner."
+        text = f"int8 gains no more at full shapes ({speedup:.2f}x) than on the smoke captioner."
     if floors["int8"] > floors["float32"]:
         text += (
             f" At full shapes int8 sits further from its own floor than float32 ({floors['int8']:.1f}x vs "
@@ -425,21 +413,19 @@ def int8_reading(q8: dict[str, Any]) -> str:
 
 def bfloat16_part(q8: dict[str, Any]) -> list[str]:
     """The bfloat16 weights' table and verdict, or the sentence saying this CPU could not run them."""
-    if "bfloat16_supported" not in q8:
-        return []  # a result from before bfloat16 was measured
     if not q8["bfloat16_supported"]:
         return ["### bfloat16 weights: not measured", "This CPU's oneDNN has no bfloat16 kernels."]
     full = q8["full_shapes"]
     short, verdict = int8_verdict(q8, "bfloat16")
-    best_smoke = max(_lowp(q8, d, "bfloat16")["speedup"] for d in INT8_DECODINGS)
+    best_smoke = max(q8["smoke"][d]["bfloat16"]["speedup"] for d in INT8_DECODINGS)
     intro = (
         "`helpers.caption.cpu_kernels.packed_linears(model, 'bfloat16')`: the same prepacked oneDNN "
         "linears, weights and each linear's input rounded to bfloat16, float32 out; the same model and "
         "rounds as above."
     )
     reading = (
-        f"One step at full shapes: {full['speedup_bfloat16']:.2f}x faster than float32 (int8: "
-        f"{full['speedup']:.2f}x); {best_smoke:.2f}x at best on the smoke captioner."
+        f"One step at full shapes: {full['speedup']['bfloat16']:.2f}x faster than float32 (int8: "
+        f"{full['speedup']['int8']:.2f}x); {best_smoke:.2f}x at best on the smoke captioner."
     )
     return [f"### bfloat16 weights: {short}", intro, int8_smoke_table(q8, "bfloat16"), f"{verdict} {reading}"]
 
